@@ -1,0 +1,83 @@
+"""Read-only admin for identities, tokens, the outbox and the audit log.
+
+Token hashes are never shown. An operator can re-queue outbox emails.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
+
+from . import emails
+from .models import AuthEvent, EmailIdentity, LinkToken, OutboxEmail
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(EmailIdentity)
+class EmailIdentityAdmin(ReadOnlyAdmin):
+    list_display = ["email", "user", "verified_at", "created_at"]
+    list_filter = [("verified_at", admin.EmptyFieldListFilter)]
+    search_fields = ["email_normalized"]
+    list_select_related = ["user"]
+
+
+@admin.register(LinkToken)
+class LinkTokenAdmin(ReadOnlyAdmin):
+    list_display = ["__str__", "user", "purpose", "created_at", "expires_at", "used_at"]
+    list_filter = ["purpose"]
+    exclude = ["token_hash"]
+    list_select_related = ["user"]
+
+
+@admin.register(OutboxEmail)
+class OutboxEmailAdmin(ReadOnlyAdmin):
+    list_display = [
+        "id",
+        "kind",
+        "recipient",
+        "status",
+        "attempts",
+        "created_at",
+        "sent_at",
+    ]
+    list_filter = ["status", "kind"]
+    search_fields = ["recipient"]
+    actions = ["requeue"]
+
+    @admin.action(description=_("Re-queue the selected emails"))
+    def requeue(self, request: HttpRequest, queryset: QuerySet[OutboxEmail]) -> None:
+        ids = list(
+            queryset.exclude(status=OutboxEmail.Status.SENT).values_list(
+                "pk", flat=True
+            )
+        )
+        published = emails.requeue(ids)
+        self.message_user(
+            request,
+            ngettext(
+                "%(count)d email re-queued.", "%(count)d emails re-queued.", published
+            )
+            % {"count": published},
+            messages.SUCCESS if published == len(ids) else messages.WARNING,
+        )
+
+
+@admin.register(AuthEvent)
+class AuthEventAdmin(ReadOnlyAdmin):
+    list_display = ["event_type", "user", "ip", "created_at"]
+    list_filter = ["event_type"]
+    search_fields = ["event_type", "ip"]
+    date_hierarchy = "created_at"
+    list_select_related = ["user"]

@@ -1,0 +1,15 @@
+from __future__ import annotations
+
+from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
+
+
+class KinwiseAuthConfig(AppConfig):
+    name = "kinwise_auth"
+    label = "kinwise_auth"
+    verbose_name = _("Kinwise auth")
+    # Pinned so migrations are the same whatever the host's DEFAULT_AUTO_FIELD.
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from . import checks, conf  # noqa: F401  (registers checks and receivers)

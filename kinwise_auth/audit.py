@@ -1,0 +1,54 @@
+"""The single writer of :class:`~kinwise_auth.models.AuthEvent`."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from django.contrib.auth import get_user_model
+
+from .conf import auth_settings
+from .models import AuthEvent
+from .signals import EVENT_SIGNALS
+
+if TYPE_CHECKING:
+    from django.contrib.auth.base_user import AbstractBaseUser
+
+    from .services.meta import RequestMeta
+
+__all__ = ["record"]
+
+
+def record(
+    event_type: str,
+    *,
+    user: AbstractBaseUser | None,
+    meta: RequestMeta | None = None,
+    extra: dict[str, Any] | None = None,
+) -> AuthEvent:
+    """Write an ``AuthEvent``, send its signal and call the host's audit hook.
+
+    ``extra`` must never carry a code, token or password. The hook
+    (``AUDIT_CALLABLE``) is called with the keyword arguments ``event_type``,
+    ``user``, ``ip``, ``user_agent`` and ``extra``, inside the caller's transaction.
+    """
+    ip = meta.ip if meta else None
+    user_agent = meta.user_agent if meta else ""
+    extra = extra or {}
+    event = AuthEvent.objects.create(
+        event_type=event_type, user=user, ip=ip, user_agent=user_agent, extra=extra
+    )
+    signal = EVENT_SIGNALS.get(event_type)
+    if signal is not None:
+        signal.send(
+            sender=get_user_model(),
+            user=user,
+            ip=ip,
+            user_agent=user_agent,
+            extra=extra,
+        )
+    hook = auth_settings.AUDIT_CALLABLE
+    if hook is not None:
+        hook(
+            event_type=event_type, user=user, ip=ip, user_agent=user_agent, extra=extra
+        )
+    return event

@@ -1,0 +1,44 @@
+"""Sign-in by email, through the identity table's normal form."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.backends import ModelBackend
+from django.http import HttpRequest
+
+from .services.identities import find_identity
+
+__all__ = ["EmailBackend"]
+
+
+class EmailBackend(ModelBackend):
+    """Authenticate ``email`` (or ``username``, as the admin's form sends it) and
+    ``password``.
+
+    The address is matched by its normal form, so ``A@x.com`` signs in the owner
+    of ``a@x.com``. An unknown address still costs one password hash, so the time
+    taken does not reveal whether an account exists. Inactive users are refused
+    (``user_can_authenticate``), as Django's own backend does.
+    """
+
+    def authenticate(
+        self,
+        request: HttpRequest | None,
+        username: str | None = None,
+        password: str | None = None,
+        email: str | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        address = email if email is not None else username
+        if not isinstance(address, str) or not isinstance(password, str):
+            return None
+        identity = find_identity(address)
+        if identity is None:
+            get_user_model()().set_password(password)
+            return None
+        user = identity.user
+        if user.check_password(password) and self.user_can_authenticate(user):
+            return user
+        return None

@@ -1,0 +1,153 @@
+"""System checks for the ``KINWISE_AUTH`` settings (IDs ``kinwise_auth.E0xx/W0xx``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
+from django.utils.module_loading import import_string
+
+from .conf import DEFAULTS, IMPORT_STRINGS, auth_settings
+
+__all__ = [
+    "check_unknown_keys",
+    "check_frontend_url",
+    "check_rate_limits",
+    "check_rate_limit_cache",
+    "check_hooks",
+    "check_blacklist_app",
+]
+
+# Caches each process keeps to itself: a limit there is per process, not global.
+PROCESS_LOCAL_CACHES = (
+    "django.core.cache.backends.locmem.LocMemCache",
+    "django.core.cache.backends.dummy.DummyCache",
+)
+
+
+@register(Tags.security)
+def check_unknown_keys(**kwargs: Any) -> list[CheckMessage]:
+    unknown = sorted(set(auth_settings.user_settings) - set(DEFAULTS))
+    return [
+        Error(
+            f"Unknown KINWISE_AUTH setting {key!r}.",
+            hint="See the settings reference for the valid keys.",
+            id="kinwise_auth.E001",
+        )
+        for key in unknown
+    ]
+
+
+@register(Tags.security)
+def check_frontend_url(**kwargs: Any) -> list[CheckMessage]:
+    url = str(auth_settings.FRONTEND_URL or "")
+    if not url and not settings.DEBUG:
+        return [
+            Error(
+                "KINWISE_AUTH['FRONTEND_URL'] is not set.",
+                hint="Emailed links are built from it, never from the request's "
+                "Host header. Set it to your frontend's origin, e.g. "
+                "'https://app.example.com'.",
+                id="kinwise_auth.E002",
+            )
+        ]
+    if url and not url.startswith(("https://", "http://")):
+        return [
+            Error(
+                f"KINWISE_AUTH['FRONTEND_URL'] {url!r} is not an http(s) URL.",
+                hint="Use an absolute URL such as 'https://app.example.com'.",
+                id="kinwise_auth.E003",
+            )
+        ]
+    return []
+
+
+def _rate_is_valid(rate: Any) -> bool:
+    if rate is None:
+        return True
+    if not isinstance(rate, str):
+        return False
+    count, _, period = rate.partition("/")
+    if not count.isdigit() or not period:
+        return False
+    multiplier, unit = period[:-1], period[-1]
+    return unit in "smhd" and (multiplier == "" or multiplier.isdigit())
+
+
+@register(Tags.security)
+def check_rate_limits(**kwargs: Any) -> list[CheckMessage]:
+    errors: list[CheckMessage] = []
+    limits = auth_settings.RATE_LIMITS
+    if not isinstance(limits, dict):
+        return [
+            Error(
+                "KINWISE_AUTH['RATE_LIMITS'] must be a dict of scope -> "
+                "{'ip': rate, 'email': rate}.",
+                id="kinwise_auth.E004",
+            )
+        ]
+    for scope, rates in limits.items():
+        for kind, rate in rates.items():
+            if kind not in ("ip", "email") or not _rate_is_valid(rate):
+                errors.append(
+                    Error(
+                        f"Bad rate limit {scope}.{kind} = {rate!r}.",
+                        hint="Keys are 'ip' and 'email'; a rate is 'N/period' such "
+                        "as '3/h' or '5/10m' (units s, m, h, d), or None for no "
+                        "limit.",
+                        id="kinwise_auth.E005",
+                    )
+                )
+    return errors
+
+
+@register(Tags.security, Tags.caches)
+def check_rate_limit_cache(**kwargs: Any) -> list[CheckMessage]:
+    if settings.DEBUG or not getattr(settings, "RATELIMIT_ENABLE", True):
+        return []
+    alias = getattr(settings, "RATELIMIT_USE_CACHE", "default")
+    backend = settings.CACHES.get(alias, {}).get("BACKEND", "")
+    if backend in PROCESS_LOCAL_CACHES:
+        return [
+            Error(
+                f"The rate-limit cache {alias!r} ({backend}) is not shared between "
+                "processes, so each web process would count on its own.",
+                hint="Point RATELIMIT_USE_CACHE at a shared cache such as "
+                "django.core.cache.backends.redis.RedisCache.",
+                id="kinwise_auth.E006",
+            )
+        ]
+    return []
+
+
+@register
+def check_hooks(**kwargs: Any) -> list[CheckMessage]:
+    errors: list[CheckMessage] = []
+    for key in IMPORT_STRINGS:
+        value = auth_settings.user_settings.get(key, DEFAULTS[key])
+        if isinstance(value, str):
+            try:
+                import_string(value)
+            except ImportError as exc:
+                errors.append(
+                    Error(
+                        f"KINWISE_AUTH[{key!r}] = {value!r} cannot be imported: {exc}",
+                        id="kinwise_auth.E007",
+                    )
+                )
+    return errors
+
+
+@register(Tags.security)
+def check_blacklist_app(**kwargs: Any) -> list[CheckMessage]:
+    if "rest_framework_simplejwt.token_blacklist" in settings.INSTALLED_APPS:
+        return []
+    return [
+        Warning(
+            "rest_framework_simplejwt.token_blacklist is not installed.",
+            hint="Without it, logout and password changes cannot revoke refresh "
+            "tokens. Add it to INSTALLED_APPS.",
+            id="kinwise_auth.W001",
+        )
+    ]

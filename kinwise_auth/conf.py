@@ -1,0 +1,106 @@
+"""The package's settings: ``settings.KINWISE_AUTH`` read over :data:`DEFAULTS`.
+
+Read values at call time (``auth_settings.FRONTEND_URL``), never into a module
+constant: the object reloads in place when a test overrides ``KINWISE_AUTH``.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+from django.utils.module_loading import import_string
+
+__all__ = ["DEFAULTS", "IMPORT_STRINGS", "AuthSettings", "auth_settings"]
+
+DEFAULTS: dict[str, Any] = {
+    # Links in emails are FRONTEND_URL + the path; the host's Host header never is.
+    "FRONTEND_URL": "",
+    "VERIFY_EMAIL_PATH": "/verify-email?token={token}",
+    "SITE_NAME": "KinWise",
+    "EMAIL_FROM": None,  # None: settings.DEFAULT_FROM_EMAIL
+    "EMAIL_VERIFICATION_LIFETIME": timedelta(hours=24),
+    "PREVENT_ENUMERATION": True,
+    # scope -> {"ip": rate, "email": rate}; rates use django-ratelimit's syntax.
+    "RATE_LIMITS": {
+        "register": {"ip": "3/h", "email": "3/h"},
+        "verify_email": {"ip": "30/m", "email": None},
+        "resend_verification": {"ip": "3/10m", "email": "3/10m"},
+    },
+    "RATE_LIMIT_FAIL_OPEN": True,
+    # Client IP: REMOTE_ADDR unless the host sits behind this many trusted proxies.
+    "TRUSTED_PROXY_COUNT": 0,
+    "MAX_BODY_SIZE": 64 * 1024,
+    "PUBLISH_TIMEOUT": 1.0,
+    "DELIVERY_MAX_RETRIES": 6,
+    "DELIVERY_RETRY_BACKOFF": 10,
+    "DELIVERY_RETRY_BACKOFF_MAX": 600,
+    "OUTBOX_CLAIM_TIMEOUT": timedelta(minutes=5),
+    "OUTBOX_REDRIVE_AFTER": timedelta(minutes=1),
+    "OUTBOX_REDRIVE_BATCH": 500,
+    "OUTBOX_RETENTION": timedelta(days=7),
+    "AUDIT_RETENTION": timedelta(days=365),
+    "PURGE_BATCH": 1000,
+    "AUDIT_CALLABLE": None,
+    "USER_SERIALIZER": "kinwise_auth.serializers.UserPayloadSerializer",
+}
+
+# Keys holding dotted paths, imported on first use.
+IMPORT_STRINGS = ("AUDIT_CALLABLE", "USER_SERIALIZER")
+
+DURATION_KEYS = (
+    "EMAIL_VERIFICATION_LIFETIME",
+    "OUTBOX_CLAIM_TIMEOUT",
+    "OUTBOX_REDRIVE_AFTER",
+    "OUTBOX_RETENTION",
+    "AUDIT_RETENTION",
+)
+
+
+class AuthSettings:
+    """``KINWISE_AUTH`` as attributes, over the defaults, with hooks imported."""
+
+    def __init__(self) -> None:
+        self._cache: dict[str, Any] = {}
+
+    @property
+    def user_settings(self) -> dict[str, Any]:
+        return getattr(settings, "KINWISE_AUTH", None) or {}
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in DEFAULTS:
+            raise AttributeError(f"Invalid kinwise_auth setting: {name!r}")
+        if name in self._cache:
+            return self._cache[name]
+        value = self.user_settings.get(name, DEFAULTS[name])
+        if name == "RATE_LIMITS":
+            # A host overrides one scope without restating the others.
+            merged = {scope: dict(rates) for scope, rates in DEFAULTS[name].items()}
+            for scope, rates in (value or {}).items():
+                merged.setdefault(scope, {}).update(rates)
+            value = merged
+        elif name in DURATION_KEYS and isinstance(value, int | float):
+            value = timedelta(seconds=value)
+        elif name in IMPORT_STRINGS and isinstance(value, str):
+            value = import_string(value)
+        self._cache[name] = value
+        return value
+
+    def rate(self, scope: str, kind: str) -> str | None:
+        """The rate of ``scope`` per ``kind`` ("ip" or "email"); None: no limit."""
+        return self.RATE_LIMITS.get(scope, {}).get(kind)
+
+    def reload(self) -> None:
+        self._cache.clear()
+
+
+auth_settings = AuthSettings()
+
+
+@receiver(setting_changed)
+def _reload(*, setting: str, **kwargs: Any) -> None:
+    if setting == "KINWISE_AUTH":
+        auth_settings.reload()

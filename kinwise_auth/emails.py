@@ -1,0 +1,337 @@
+"""The one seam every email leaves through.
+
+* :func:`queue` records the intent (an :class:`OutboxEmail` row, no secret) in the
+  caller's transaction and publishes the row's id once that transaction commits.
+* :func:`deliver`, run by the Celery task, claims the row, mints the secret the
+  email carries (storing only its keyed hash), renders the templates and sends.
+
+So a code or token never crosses the broker, a task result, the outbox or a log:
+it exists in clear only in the email. Delivery is at least once: a row run again
+after a lost worker mints a fresh secret that supersedes the one it minted before.
+"""
+
+from __future__ import annotations
+
+import logging
+import smtplib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from functools import partial
+from typing import Any
+
+from django.conf import settings
+from django.core.mail import EmailMultiAlternatives
+from django.db import transaction
+from django.db.models import Q
+from django.template.loader import render_to_string
+from django.utils import timezone
+
+from . import crypto
+from .conf import auth_settings
+from .models import EmailIdentity, LinkToken, OutboxEmail
+
+__all__ = [
+    "TRANSIENT_ERRORS",
+    "queue",
+    "publish",
+    "deliver",
+    "release_for_retry",
+    "mark_failed",
+    "requeue",
+    "requeue_unsent",
+    "build_link",
+]
+
+logger = logging.getLogger(__name__)
+
+Kind = OutboxEmail.Kind
+Status = OutboxEmail.Status
+
+# Errors worth retrying: the SMTP server or the network, not our templates.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (smtplib.SMTPException, OSError)
+
+_FINAL = (Status.SENT, Status.SKIPPED, Status.FAILED)
+
+
+def queue(
+    kind: str,
+    *,
+    recipient: str,
+    user: Any | None = None,
+    context: dict[str, Any] | None = None,
+) -> OutboxEmail:
+    """Record an email to send and publish it once the current transaction commits.
+
+    ``context`` is stored as is: it must hold nothing secret. The publish happens
+    in ``transaction.on_commit(..., robust=True)``: a rolled-back request sends
+    nothing, and a broker that is down leaves the row pending for
+    :func:`requeue_unsent` rather than failing the request.
+    """
+    row = OutboxEmail.objects.create(
+        kind=kind, user=user, recipient=recipient, context=context or {}
+    )
+    transaction.on_commit(partial(publish, row.pk), robust=True)
+    return row
+
+
+def _transport_options(driver: str, timeout: float) -> dict[str, float]:
+    if driver == "redis":
+        return {"socket_timeout": timeout, "socket_connect_timeout": timeout}
+    if driver == "amqp":
+        return {"read_timeout": timeout, "write_timeout": timeout}
+    return {}
+
+
+def publish(outbox_id: int) -> bool:
+    """Send the delivery task for ``outbox_id`` to the broker, within a bounded time.
+
+    A hung broker otherwise blocks a request for minutes even with
+    ``broker_connection_timeout`` set, so this uses its own connection with short
+    socket timeouts and one retry. Returns False (and logs) when the broker could
+    not take the message; the row then waits for the re-drive.
+    """
+    from .tasks import deliver as deliver_task
+
+    timeout = float(auth_settings.PUBLISH_TIMEOUT)
+    app = deliver_task.app
+    try:
+        if app.conf.task_always_eager:
+            deliver_task.apply_async((outbox_id,))
+            return True
+        with app.connection_for_write(connect_timeout=timeout) as connection:
+            driver = connection.transport.driver_type
+            connection.transport_options.update(_transport_options(driver, timeout))
+            deliver_task.apply_async(
+                (outbox_id,),
+                connection=connection,
+                retry=True,
+                retry_policy={
+                    "max_retries": 1,
+                    "interval_start": 0,
+                    "interval_step": 0.1,
+                    "interval_max": 0.1,
+                },
+            )
+    except Exception:
+        logger.warning(
+            "kinwise_auth: could not publish outbox email %s; it stays pending "
+            "for the re-drive",
+            outbox_id,
+            exc_info=True,
+        )
+        return False
+    return True
+
+
+def _claim(outbox_id: int) -> OutboxEmail | None:
+    now = timezone.now()
+    with transaction.atomic():
+        row = (
+            OutboxEmail.objects.select_for_update()
+            .select_related("user")
+            .filter(pk=outbox_id)
+            .first()
+        )
+        if row is None or row.status in _FINAL:
+            return None
+        if (
+            row.status == Status.SENDING
+            and row.claimed_until
+            and row.claimed_until > now
+        ):
+            return None  # another worker holds it
+        row.status = Status.SENDING
+        row.claimed_until = now + auth_settings.OUTBOX_CLAIM_TIMEOUT
+        row.attempts += 1
+        row.save(update_fields=["status", "claimed_until", "attempts"])
+    return row
+
+
+def _finish(outbox_id: int, status: str, **fields: Any) -> None:
+    OutboxEmail.objects.filter(pk=outbox_id).update(
+        status=status, claimed_until=None, **fields
+    )
+
+
+def deliver(outbox_id: int) -> str:
+    """Claim, mint, render and send one outbox email; return the row's new status.
+
+    A row that is already final, or claimed by another worker, is left alone
+    (returns ``"not_claimed"``). Errors from sending propagate with the row still
+    claimed: the task decides between :func:`release_for_retry` and
+    :func:`mark_failed`.
+    """
+    row = _claim(outbox_id)
+    if row is None:
+        return "not_claimed"
+    message = BUILDERS[row.kind](row)
+    if message is None:
+        _finish(row.pk, Status.SKIPPED)
+        return Status.SKIPPED
+    message.send()
+    _finish(row.pk, Status.SENT, sent_at=timezone.now(), last_error="")
+    return Status.SENT
+
+
+def _error_text(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:1000]
+
+
+def release_for_retry(outbox_id: int, exc: BaseException, countdown: float) -> None:
+    """Release the row after a transient failure; the task retries in ``countdown``."""
+    OutboxEmail.objects.filter(pk=outbox_id, status=Status.SENDING).update(
+        status=Status.PENDING,
+        claimed_until=None,
+        available_at=timezone.now() + timedelta(seconds=countdown),
+        last_error=_error_text(exc),
+    )
+
+
+def mark_failed(outbox_id: int, exc: BaseException) -> None:
+    """Record that the row's retries ran out: status failed, log and audit."""
+    from . import audit
+
+    _finish(outbox_id, Status.FAILED, last_error=_error_text(exc))
+    row = OutboxEmail.objects.filter(pk=outbox_id).first()
+    logger.error(
+        "kinwise_auth: outbox email %s (%s) failed: %s",
+        outbox_id,
+        row.kind if row else "?",
+        _error_text(exc),
+    )
+    audit.record(
+        "email_delivery_failed",
+        user=row.user if row else None,
+        extra={
+            "outbox_id": outbox_id,
+            "kind": row.kind if row else "",
+            "error": _error_text(exc),
+        },
+    )
+
+
+def requeue(outbox_ids: list[int]) -> int:
+    """Make the given rows pending again and publish them; return how many published."""
+    OutboxEmail.objects.filter(pk__in=outbox_ids).update(
+        status=Status.PENDING, claimed_until=None, available_at=timezone.now()
+    )
+    return sum(publish(pk) for pk in outbox_ids)
+
+
+def requeue_unsent(batch: int | None = None) -> int:
+    """Re-publish rows left pending or whose claim expired; return how many.
+
+    Safe to run from several processes at once: rows are picked with
+    ``SKIP LOCKED`` and moved out of the due window before the lock is released.
+    """
+    now = timezone.now()
+    due = Q(
+        status=Status.PENDING,
+        available_at__lte=now - auth_settings.OUTBOX_REDRIVE_AFTER,
+    )
+    stale = Q(status=Status.SENDING, claimed_until__lt=now)
+    with transaction.atomic():
+        ids = list(
+            OutboxEmail.objects.select_for_update(skip_locked=True)
+            .filter(due | stale)
+            .order_by("available_at")
+            .values_list("pk", flat=True)[: batch or auth_settings.OUTBOX_REDRIVE_BATCH]
+        )
+        OutboxEmail.objects.filter(pk__in=ids).update(
+            status=Status.PENDING, claimed_until=None, available_at=now
+        )
+    return sum(publish(pk) for pk in ids)
+
+
+# --- building messages --------------------------------------------------------
+
+
+@dataclass
+class _Email:
+    template: str
+    recipient: str
+    context: dict[str, Any] = field(default_factory=dict)
+
+
+def build_link(path_template: str, token: str) -> str:
+    """``FRONTEND_URL`` + the configured path, never the request's Host header."""
+    base = str(auth_settings.FRONTEND_URL).rstrip("/")
+    return base + path_template.format(token=token)
+
+
+def _render(email: _Email, user: Any | None) -> EmailMultiAlternatives:
+    context = {
+        "site_name": auth_settings.SITE_NAME,
+        "frontend_url": auth_settings.FRONTEND_URL,
+        "user": user,
+        "email": email.recipient,
+        **email.context,
+    }
+    base = f"kinwise_auth/email/{email.template}"
+    subject = render_to_string(f"{base}_subject.txt", context)
+    # A subject is one line: no header injection through a template or a name.
+    subject = " ".join(subject.split())
+    text = render_to_string(f"{base}.txt", context)
+    html = render_to_string(f"{base}.html", context)
+    message = EmailMultiAlternatives(
+        subject=subject,
+        body=text,
+        from_email=auth_settings.EMAIL_FROM or settings.DEFAULT_FROM_EMAIL,
+        to=[email.recipient],
+    )
+    message.attach_alternative(html, "text/html")
+    return message
+
+
+def _mint_link_token(row: OutboxEmail, purpose: str, lifetime: timedelta) -> str:
+    """Mint a link token for ``row.user``, superseding the user's live ones."""
+    token = crypto.new_link_token()
+    now = timezone.now()
+    with transaction.atomic():
+        # Locking the identity serialises minting per user, so two emails delivered
+        # at once cannot both leave a live token behind.
+        EmailIdentity.objects.select_for_update().filter(user=row.user).first()
+        LinkToken.objects.filter(
+            user=row.user, purpose=purpose, used_at=None, superseded_at=None
+        ).update(superseded_at=now)
+        LinkToken.objects.create(
+            user=row.user,
+            purpose=purpose,
+            token_hash=crypto.keyed_hash(token),
+            outbox=row,
+            expires_at=now + lifetime,
+        )
+    return token
+
+
+def _verification(row: OutboxEmail) -> EmailMultiAlternatives | None:
+    if row.user is None:
+        return None
+    identity = EmailIdentity.objects.filter(user=row.user).first()
+    if identity is None or identity.is_verified:
+        return None  # nothing to verify any more: the address is proven or gone
+    lifetime = auth_settings.EMAIL_VERIFICATION_LIFETIME
+    token = _mint_link_token(row, LinkToken.Purpose.VERIFY_EMAIL, lifetime)
+    context = {
+        "verification_url": build_link(auth_settings.VERIFY_EMAIL_PATH, token),
+        "expires_hours": round(lifetime.total_seconds() / 3600, 1),
+    }
+    return _render(_Email("verify_email", row.recipient, context), row.user)
+
+
+def _welcome(row: OutboxEmail) -> EmailMultiAlternatives | None:
+    if row.user is None or not row.user.is_active:
+        return None
+    return _render(_Email("welcome", row.recipient), row.user)
+
+
+def _account_exists(row: OutboxEmail) -> EmailMultiAlternatives | None:
+    return _render(_Email("account_exists", row.recipient), row.user)
+
+
+BUILDERS: dict[str, Callable[[OutboxEmail], EmailMultiAlternatives | None]] = {
+    Kind.VERIFY_EMAIL: _verification,
+    Kind.WELCOME: _welcome,
+    Kind.ACCOUNT_EXISTS: _account_exists,
+}

@@ -1,0 +1,72 @@
+"""The ``AuthError`` family: every stable error code the API answers with.
+
+Services raise these and know nothing of HTTP; the base view turns them into
+``{"detail": ..., "code": ...}`` with the status below. Codes are public API:
+never rename one.
+"""
+
+from __future__ import annotations
+
+from django.utils.functional import Promise
+from django.utils.translation import gettext_lazy as _
+
+__all__ = [
+    "AuthError",
+    "InvalidToken",
+    "TokenExpired",
+    "RateLimited",
+    "ServiceUnavailable",
+    "RequestTooLarge",
+    "EmailTaken",
+]
+
+
+class AuthError(Exception):
+    """Base of every error the API reports with a stable ``code``."""
+
+    code: str = "auth_error"
+    status: int = 400
+    default_detail: str | Promise = _("The request could not be completed.")
+
+    def __init__(self, detail: str | Promise | None = None) -> None:
+        self.detail = detail if detail is not None else self.default_detail
+        super().__init__(str(self.detail))
+
+
+class InvalidToken(AuthError):
+    code = "invalid_token"
+    default_detail = _("Invalid verification token.")
+
+
+class TokenExpired(AuthError):
+    code = "token_expired"
+    default_detail = _("Verification token has expired.")
+
+
+class EmailTaken(AuthError):
+    """Only raised when enumeration prevention is off."""
+
+    code = "email_taken"
+    default_detail = _("A user with this email already exists.")
+
+
+class RateLimited(AuthError):
+    code = "rate_limited"
+    status = 429
+    default_detail = _("Too many requests. Please try again later.")
+
+    def __init__(self, retry_after: int, detail: str | Promise | None = None) -> None:
+        self.retry_after = max(1, int(retry_after))
+        super().__init__(detail)
+
+
+class ServiceUnavailable(AuthError):
+    code = "service_unavailable"
+    status = 503
+    default_detail = _("The service is temporarily unavailable. Please try again.")
+
+
+class RequestTooLarge(AuthError):
+    code = "request_too_large"
+    status = 413
+    default_detail = _("The request body is too large.")

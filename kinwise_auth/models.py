@@ -1,0 +1,171 @@
+"""Email identities, link tokens, the email outbox and the audit log."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+__all__ = ["EmailIdentity", "LinkToken", "OutboxEmail", "AuthEvent"]
+
+
+class EmailIdentity(models.Model):
+    """One row per user: the address as given and its unique normal form.
+
+    The user model's ``email`` may not be unique (Django's ``auth.User``); this
+    table is what makes ``A@x.com`` and ``a@X.COM`` one account.
+    """
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="kinwise_identity",
+    )
+    email = models.CharField(_("email"), max_length=254)
+    email_normalized = models.CharField(_("normalised email"), max_length=254)
+    verified_at = models.DateTimeField(_("verified at"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("email identity")
+        verbose_name_plural = _("email identities")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["email_normalized"], name="kinwise_identity_unique_email"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.email
+
+    @property
+    def is_verified(self) -> bool:
+        return self.verified_at is not None
+
+
+class LinkToken(models.Model):
+    """A single-use emailed link token, stored only as a keyed hash.
+
+    ``purpose`` scopes a token to one flow: a verification token never resets a
+    password. ``outbox`` is the email that carried it, so a re-run of that email
+    supersedes the token it minted before.
+    """
+
+    class Purpose(models.TextChoices):
+        VERIFY_EMAIL = "verify_email", _("email verification")
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="kinwise_link_tokens",
+    )
+    purpose = models.CharField(_("purpose"), max_length=32, choices=Purpose.choices)
+    token_hash = models.CharField(_("token hash"), max_length=64, unique=True)
+    outbox = models.ForeignKey(
+        "OutboxEmail",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="link_tokens",
+    )
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+    expires_at = models.DateTimeField(_("expires at"))
+    used_at = models.DateTimeField(_("used at"), null=True, blank=True)
+    superseded_at = models.DateTimeField(_("superseded at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("link token")
+        verbose_name_plural = _("link tokens")
+        indexes = [
+            models.Index(fields=["user", "purpose"], name="kinwise_token_user_purpose"),
+            models.Index(fields=["expires_at"], name="kinwise_token_expires"),
+        ]
+
+    def __str__(self) -> str:
+        # Never the hash: admin lists and logs show which token, not what it is.
+        return f"{self.get_purpose_display()} #{self.pk}"
+
+    @property
+    def is_live(self) -> bool:
+        return self.used_at is None and self.superseded_at is None
+
+
+class OutboxEmail(models.Model):
+    """The intent to send one email, written in the request's transaction.
+
+    It holds no secret: the task mints codes and tokens when it delivers.
+    """
+
+    class Kind(models.TextChoices):
+        VERIFY_EMAIL = "verify_email", _("verification link")
+        WELCOME = "welcome", _("welcome")
+        ACCOUNT_EXISTS = "account_exists", _("account already exists")
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("pending")
+        SENDING = "sending", _("sending")
+        SENT = "sent", _("sent")
+        SKIPPED = "skipped", _("skipped")
+        FAILED = "failed", _("failed")
+
+    kind = models.CharField(_("kind"), max_length=32, choices=Kind.choices)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    recipient = models.CharField(_("recipient"), max_length=254)
+    context = models.JSONField(_("context"), default=dict, blank=True)
+    status = models.CharField(
+        _("status"), max_length=16, choices=Status.choices, default=Status.PENDING
+    )
+    attempts = models.PositiveIntegerField(_("attempts"), default=0)
+    available_at = models.DateTimeField(_("available at"), default=timezone.now)
+    claimed_until = models.DateTimeField(_("claimed until"), null=True, blank=True)
+    sent_at = models.DateTimeField(_("sent at"), null=True, blank=True)
+    last_error = models.TextField(_("last error"), blank=True)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("outbox email")
+        verbose_name_plural = _("outbox emails")
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["status", "available_at"], name="kinwise_outbox_due"),
+            models.Index(fields=["created_at"], name="kinwise_outbox_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} #{self.pk} ({self.status})"
+
+
+class AuthEvent(models.Model):
+    """One audited auth event. ``extra`` is small and never holds a secret."""
+
+    event_type = models.CharField(_("event type"), max_length=64)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    ip = models.GenericIPAddressField(_("IP address"), null=True, blank=True)
+    user_agent = models.CharField(_("user agent"), max_length=512, blank=True)
+    extra = models.JSONField(_("extra"), default=dict, blank=True)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("auth event")
+        verbose_name_plural = _("auth events")
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["user", "-created_at"], name="kinwise_event_user"),
+            models.Index(fields=["created_at"], name="kinwise_event_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} at {self.created_at:%Y-%m-%d %H:%M:%S}"

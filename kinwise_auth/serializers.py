@@ -1,0 +1,140 @@
+"""Input shapes (strict, bounded) and output payloads."""
+
+from __future__ import annotations
+
+import unicodedata
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.utils.translation import gettext_lazy as _
+from rest_framework import serializers
+
+__all__ = [
+    "StrictCharField",
+    "StrictEmailField",
+    "RegisterSerializer",
+    "VerifyEmailSerializer",
+    "EmailSerializer",
+    "UserPayloadSerializer",
+]
+
+PASSWORD_MAX_LENGTH = 1024  # bounds the hashing cost of a hostile body
+
+
+def reject_control_characters(value: str) -> None:
+    """Refuse CR, LF and every other control character (header injection)."""
+    if any(unicodedata.category(char) == "Cc" for char in value):
+        raise serializers.ValidationError(
+            _("Control characters are not allowed."), code="invalid"
+        )
+
+
+class StrictCharField(serializers.CharField):
+    """A CharField that refuses numbers, booleans, lists: only a JSON string."""
+
+    default_error_messages = {"invalid": _("Not a valid string.")}
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return str(super().to_internal_value(data))
+
+
+class StrictEmailField(serializers.EmailField):
+    """An email address given as a string, at most 254 characters, no controls."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("max_length", 254)
+        super().__init__(**kwargs)
+        self.validators.insert(0, reject_control_characters)
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return str(super().to_internal_value(data))
+
+
+def password_field() -> StrictCharField:
+    return StrictCharField(
+        write_only=True,
+        trim_whitespace=False,
+        max_length=PASSWORD_MAX_LENGTH,
+        style={"input_type": "password"},
+    )
+
+
+def name_field() -> StrictCharField:
+    return StrictCharField(
+        required=False,
+        allow_blank=True,
+        max_length=150,
+        default="",
+        validators=[reject_control_characters],
+    )
+
+
+class EmailSerializer(serializers.Serializer[Any]):
+    email = StrictEmailField()
+
+
+class RegisterSerializer(serializers.Serializer[Any]):
+    email = StrictEmailField()
+    password = password_field()
+    password_confirm = password_field()
+    first_name = name_field()
+    last_name = name_field()
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if attrs["password"] != attrs["password_confirm"]:
+            raise serializers.ValidationError(
+                {"password_confirm": [_("Passwords do not match.")]},
+                code="password_mismatch",
+            )
+        user_model = get_user_model()
+        # An unsaved user lets the similarity validator compare with the profile.
+        candidate = user_model(
+            **{
+                name: attrs[name]
+                for name in ("first_name", "last_name")
+                if hasattr(user_model, name)
+            },
+            **{user_model.get_email_field_name(): attrs["email"]},
+        )
+        try:
+            validate_password(attrs["password"], user=candidate)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(
+                {"password": list(exc.messages)}, code="password_invalid"
+            ) from None
+        return attrs
+
+
+class VerifyEmailSerializer(serializers.Serializer[Any]):
+    token = StrictCharField(max_length=256)
+
+
+class UserPayloadSerializer(serializers.Serializer[Any]):
+    """The user as the API shows it: ``id``, ``email``, ``first_name``, ``last_name``.
+
+    Works with user models that lack name fields (they read as ``""``). Replace it
+    with the ``USER_SERIALIZER`` setting.
+    """
+
+    id = serializers.SerializerMethodField()
+    email = serializers.SerializerMethodField()
+    first_name = serializers.SerializerMethodField()
+    last_name = serializers.SerializerMethodField()
+
+    def get_id(self, user: Any) -> Any:
+        return user.pk
+
+    def get_email(self, user: Any) -> str:
+        return str(getattr(user, user.get_email_field_name(), "") or "")
+
+    def get_first_name(self, user: Any) -> str:
+        return str(getattr(user, "first_name", "") or "")
+
+    def get_last_name(self, user: Any) -> str:
+        return str(getattr(user, "last_name", "") or "")

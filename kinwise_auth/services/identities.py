@@ -1,0 +1,71 @@
+"""Looking up and creating accounts by email identity."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.db import IntegrityError, transaction
+
+from ..models import EmailIdentity
+from ..normalization import normalize_email
+
+__all__ = ["find_identity", "create_pending_user"]
+
+
+def find_identity(email: str, *, for_update: bool = False) -> EmailIdentity | None:
+    """The identity holding ``email`` (compared by its normal form), with its user."""
+    queryset = EmailIdentity.objects.select_related("user")
+    if for_update:
+        queryset = queryset.select_for_update()
+    return queryset.filter(email_normalized=normalize_email(email)).first()
+
+
+def _username_for(email: str) -> str | None:
+    """A value for a separate ``USERNAME_FIELD``, or None when it is the email."""
+    user_model = get_user_model()
+    username_field = user_model.USERNAME_FIELD
+    if username_field == user_model.get_email_field_name():
+        return None
+    max_length = user_model._meta.get_field(username_field).max_length or 150
+    return email if len(email) <= max_length else _generated_username()
+
+
+def _generated_username() -> str:
+    return f"user_{uuid.uuid4().hex}"
+
+
+def create_pending_user(
+    *, email: str, password: str, profile: dict[str, str]
+) -> tuple[Any, EmailIdentity]:
+    """Create an inactive user and its identity; IntegrityError if the address is held.
+
+    Runs in a savepoint so that a lost race leaves the caller's transaction usable.
+    ``profile`` fields the user model lacks (``first_name``, ``last_name``) are
+    dropped.
+    """
+    user_model = get_user_model()
+    field_names = {f.name for f in user_model._meta.get_fields()}
+    extra = {k: v for k, v in profile.items() if k in field_names}
+    fields: dict[str, Any] = {user_model.get_email_field_name(): email, **extra}
+    username = _username_for(email)
+    for attempt in range(2):
+        if username is not None:
+            fields[user_model.USERNAME_FIELD] = username
+        try:
+            with transaction.atomic():
+                user = user_model._default_manager.create_user(
+                    password=password, is_active=False, **fields
+                )
+                identity = EmailIdentity.objects.create(
+                    user=user, email=email, email_normalized=normalize_email(email)
+                )
+                return user, identity
+        except IntegrityError:
+            # Either another request took the address (the caller handles it), or
+            # a user made outside the package already has this username.
+            if attempt or username is None or find_identity(email) is not None:
+                raise
+            username = _generated_username()
+    raise AssertionError("unreachable")

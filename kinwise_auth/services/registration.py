@@ -1,0 +1,73 @@
+"""Registration: one pending account per address, verified by an emailed link."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.contrib.auth.hashers import make_password
+from django.db import IntegrityError, transaction
+
+from .. import audit, emails
+from ..conf import auth_settings
+from ..errors import EmailTaken
+from ..models import OutboxEmail
+from .identities import create_pending_user, find_identity
+from .meta import RequestMeta
+
+__all__ = ["Registration", "register_user"]
+
+
+@dataclass(frozen=True)
+class Registration:
+    """What the caller may tell the client. ``user_id`` is None for a taken address."""
+
+    email: str
+    user_id: int | None
+
+
+def register_user(
+    *,
+    email: str,
+    password: str,
+    first_name: str = "",
+    last_name: str = "",
+    meta: RequestMeta,
+) -> Registration:
+    """Create a pending account for ``email`` and queue its verification link.
+
+    When the address is already held (by its normal form) and enumeration
+    prevention is on, the answer looks the same: the holder is emailed instead —
+    an "account exists" notice if verified, a fresh verification link if still
+    pending. With prevention off, raises :class:`EmailTaken`.
+    Twenty racing registrations of one address create one user.
+    """
+    profile = {"first_name": first_name, "last_name": last_name}
+    with transaction.atomic():
+        identity = find_identity(email)
+        if identity is None:
+            try:
+                user, identity = create_pending_user(
+                    email=email, password=password, profile=profile
+                )
+            except IntegrityError:
+                identity = find_identity(email)
+                if identity is None:
+                    raise
+            else:
+                emails.queue(OutboxEmail.Kind.VERIFY_EMAIL, user=user, recipient=email)
+                audit.record("user_registered", user=user, meta=meta)
+                return Registration(email=email, user_id=user.pk)
+
+        if not auth_settings.PREVENT_ENUMERATION:
+            raise EmailTaken()
+        # The same password hash a new account costs, so timing does not tell.
+        make_password(password)
+        kind = (
+            OutboxEmail.Kind.ACCOUNT_EXISTS
+            if identity.is_verified
+            else OutboxEmail.Kind.VERIFY_EMAIL
+        )
+        # To the stored address, never the look-alike just typed (CVE-2019-19844).
+        emails.queue(kind, user=identity.user, recipient=identity.email)
+        audit.record("registration_for_existing_email", user=identity.user, meta=meta)
+    return Registration(email=email, user_id=None)

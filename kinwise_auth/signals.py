@@ -1,0 +1,48 @@
+"""One signal per auth event. Each is sent by :func:`kinwise_auth.audit.record`.
+
+Every signal is sent with ``sender`` = the user model class (or ``None`` when the
+event has no user) and the keyword arguments ``user`` (or ``None``), ``ip``,
+``user_agent`` and ``extra`` (a small dict, never holding a secret).
+"""
+
+from __future__ import annotations
+
+from django.dispatch import Signal
+
+__all__ = [
+    "user_registered",
+    "registration_for_existing_email",
+    "verification_requested",
+    "email_verified",
+    "email_delivery_failed",
+    "EVENT_SIGNALS",
+]
+
+# A new pending account was created. Arguments: user, ip, user_agent, extra.
+user_registered = Signal()
+
+# Someone registered an address an account already holds; that account was emailed
+# (an "account exists" notice, or a fresh link if still pending).
+# Arguments: user, ip, user_agent, extra.
+registration_for_existing_email = Signal()
+
+# A verification email was asked for again (resend-verification/).
+# Arguments: user (None when no account holds the address), ip, user_agent, extra.
+verification_requested = Signal()
+
+# A pending account proved its address and became active.
+# Arguments: user, ip, user_agent, extra.
+email_verified = Signal()
+
+# An email could not be delivered once its retries ran out.
+# Arguments: user (may be None), ip (None), user_agent (""), extra: {"outbox_id",
+# "kind", "error"}.
+email_delivery_failed = Signal()
+
+EVENT_SIGNALS: dict[str, Signal] = {
+    "user_registered": user_registered,
+    "registration_for_existing_email": registration_for_existing_email,
+    "verification_requested": verification_requested,
+    "email_verified": email_verified,
+    "email_delivery_failed": email_delivery_failed,
+}

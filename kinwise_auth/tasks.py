@@ -1,0 +1,71 @@
+"""Celery tasks. Only an outbox row's id ever crosses the broker.
+
+Names are stable (``kinwise_auth.tasks.*``) so a host can route them to a queue.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+from celery.utils.time import get_exponential_backoff_interval
+
+from . import emails, maintenance
+from .conf import auth_settings
+
+__all__ = ["deliver", "requeue_unsent", "purge_expired"]
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(
+    bind=True,
+    name="kinwise_auth.tasks.deliver",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+    max_retries=None,  # bounded below by DELIVERY_MAX_RETRIES, read at call time
+)
+def deliver(self, outbox_id: int) -> None:  # type: ignore[no-untyped-def]
+    """Send outbox email ``outbox_id``; retry SMTP and network errors with backoff.
+
+    The backoff is exponential with full jitter and capped by
+    ``DELIVERY_RETRY_BACKOFF_MAX``, which must stay below the broker's visibility
+    timeout. When retries run out the row is marked failed and audited.
+    """
+    try:
+        emails.deliver(outbox_id)
+    except emails.TRANSIENT_ERRORS as exc:
+        if self.request.retries >= auth_settings.DELIVERY_MAX_RETRIES:
+            emails.mark_failed(outbox_id, exc)
+            return
+        countdown = get_exponential_backoff_interval(
+            factor=auth_settings.DELIVERY_RETRY_BACKOFF,
+            retries=self.request.retries,
+            maximum=auth_settings.DELIVERY_RETRY_BACKOFF_MAX,
+            full_jitter=True,
+        )
+        emails.release_for_retry(outbox_id, exc, countdown)
+        logger.warning(
+            "kinwise_auth: outbox email %s not sent (%s); retry in %ss",
+            outbox_id,
+            type(exc).__name__,
+            countdown,
+        )
+        raise self.retry(countdown=countdown) from None
+    except Exception as exc:
+        # Not transient (a template or data error): retrying cannot help.
+        emails.mark_failed(outbox_id, exc)
+        raise
+
+
+@shared_task(name="kinwise_auth.tasks.requeue_unsent", ignore_result=True)
+def requeue_unsent() -> int:
+    """Re-publish outbox rows left pending (broker was down) or whose claim expired."""
+    return emails.requeue_unsent()
+
+
+@shared_task(name="kinwise_auth.tasks.purge_expired", ignore_result=True)
+def purge_expired() -> dict[str, int]:
+    """Delete expired link tokens, old outbox rows and audit rows past retention."""
+    return maintenance.purge_expired()
