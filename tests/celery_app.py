@@ -6,4 +6,5 @@ from celery import Celery
 
 app = Celery("tests")
 app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
 app.set_default()

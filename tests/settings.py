@@ -74,6 +74,13 @@ else:
     }
 
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+if os.environ.get("KINWISE_TEST_CACHE_URL"):
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": os.environ["KINWISE_TEST_CACHE_URL"],
+        }
+    }
 
 AUTHENTICATION_BACKENDS = ["kinwise_auth.backends.EmailBackend"]
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
@@ -100,12 +107,22 @@ REST_FRAMEWORK = {
 
 KINWISE_AUTH = {"FRONTEND_URL": "https://app.example.com"}
 
-CELERY_TASK_ALWAYS_EAGER = True
+# The integration suite sets KINWISE_TEST_BROKER_URL (a real broker, a real worker)
+# and KINWISE_TEST_SMTP_PORT (the worker sends to a real SMTP server).
+CELERY_BROKER_URL = os.environ.get("KINWISE_TEST_BROKER_URL", "memory://")
+CELERY_TASK_ALWAYS_EAGER = "KINWISE_TEST_BROKER_URL" not in os.environ
 CELERY_TASK_EAGER_PROPAGATES = True
-CELERY_BROKER_URL = "memory://"
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": int(os.environ.get("KINWISE_TEST_VISIBILITY_TIMEOUT", "3600"))
+}
 
 DEFAULT_FROM_EMAIL = "KinWise <noreply@example.com>"
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+if os.environ.get("KINWISE_TEST_SMTP_PORT"):
+    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    EMAIL_HOST = "127.0.0.1"
+    EMAIL_PORT = int(os.environ["KINWISE_TEST_SMTP_PORT"])
+    EMAIL_TIMEOUT = 10
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # The fast suite runs in one process, so a local cache counts correctly; the
