@@ -1,0 +1,39 @@
+# Two commands need nothing but Python on the machine:
+#   make test   builds its own tool virtualenv and runs the whole tox matrix,
+#               lint, packaging and the integration suite
+#   make demo   builds .venv with the package and the example project, then starts
+#               web, worker and beat together
+PYTHON ?= python3
+TOOLS := .tools
+VENV := .venv
+# pyenv keeps 3.11-3.13 side by side; expose them all to tox (harmless without pyenv).
+export PYENV_VERSION ?= $(shell pyenv versions --bare 2>/dev/null | grep -E '^3\.1[123]\.[0-9]+$$' | paste -sd: -)
+# uv must never download an interpreter: a missing one is a failure under CI.
+export UV_PYTHON_DOWNLOADS := never
+SKIP_MISSING := $(if $(filter true TRUE True 1,$(CI)),false,true)
+TOX_PARALLEL ?= 2
+
+.PHONY: test demo lint clean
+
+$(TOOLS)/bin/tox:
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install -q --upgrade pip
+	$(TOOLS)/bin/python -m pip install -q "tox>=4.20" "tox-uv>=1.11"
+
+test: $(TOOLS)/bin/tox
+	$(TOOLS)/bin/tox run-parallel --parallel $(TOX_PARALLEL) --parallel-no-spinner \
+		--skip-missing-interpreters $(SKIP_MISSING)
+
+lint: $(TOOLS)/bin/tox
+	$(TOOLS)/bin/tox run -e lint
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install -q --upgrade pip
+
+demo: $(VENV)/bin/python
+	$(VENV)/bin/python -m pip install -q -e . -r example_project/requirements.txt
+	cd example_project && ../$(VENV)/bin/python demo.py
+
+clean:
+	rm -rf $(TOOLS) $(VENV) .tox build dist *.egg-info
