@@ -1,0 +1,328 @@
+"""Settings of the kinwise-auth example project.
+
+Everything deployment-specific comes from environment variables (read with
+django-environ), optionally from ``example_project/.env``; ``.env.example`` documents
+each one. The defaults suit local development: DEBUG on, SQLite, Redis on
+127.0.0.1:6379 as broker (db 0) and shared cache (db 1), emails printed to the
+console of the process that sends them (the Celery worker).
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import environ  # type: ignore[import-untyped]
+from celery.schedules import crontab
+from django.core.exceptions import ImproperlyConfigured
+from kombu import Queue
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+
+# Variables already in the environment win over the file. ENV_FILE names another
+# file; an empty ENV_FILE reads none (the test suite uses that).
+_env_file = os.environ.get("ENV_FILE", str(BASE_DIR / ".env"))
+if _env_file:
+    environ.Env.read_env(_env_file)
+
+# ---------------------------------------------------------------------------
+# Core
+# ---------------------------------------------------------------------------
+
+DEBUG: bool = env.bool("DEBUG", default=True)
+
+_DEV_SECRET_KEY = "django-insecure-kinwise-example-dev-only-never-use-in-production"
+SECRET_KEY: str = env.str("SECRET_KEY", default=_DEV_SECRET_KEY)
+if not DEBUG and SECRET_KEY == _DEV_SECRET_KEY:
+    raise ImproperlyConfigured(
+        "SECRET_KEY is the development default while DEBUG is off: set SECRET_KEY "
+        "to a long random value (python -c 'import secrets; "
+        "print(secrets.token_urlsafe(50))')."
+    )
+
+ALLOWED_HOSTS: list[str] = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1"])
+CSRF_TRUSTED_ORIGINS: list[str] = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "corsheaders",
+    "rest_framework",
+    "rest_framework_simplejwt.token_blacklist",
+    "django_celery_beat",
+    "django_celery_results",
+    "kinwise_auth",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    # Before CommonMiddleware (and anything else that may answer on its own), so
+    # that every response, preflight included, carries the CORS headers.
+    "corsheaders.middleware.CorsMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# ---------------------------------------------------------------------------
+# Database
+# ---------------------------------------------------------------------------
+
+DATABASES: dict[str, dict[str, Any]] = {
+    "default": env.db_url(
+        "DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"
+    )
+}
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # web, worker and beat write to the same file: wait for locks rather than fail
+    # at once, take the write lock when a transaction starts (no upgrade deadlock),
+    # and let readers run beside the writer (WAL).
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "timeout": 20,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL",
+        }
+    )
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# ---------------------------------------------------------------------------
+# Cache: shared by web and worker, and by every web process (rate limits)
+# ---------------------------------------------------------------------------
+
+_REDIS_SCHEMES = {"redis", "rediss", "rediscache", "valkey", "valkeys"}
+_cache_url: str = env.str("CACHE_URL", default="redis://127.0.0.1:6379/1")
+_cache: dict[str, Any] = env.cache_url_config(
+    _cache_url,
+    # django-environ picks django_redis for redis:// when it is installed; this
+    # project uses Django's own Redis backend, whatever else is installed.
+    backend=(
+        "django.core.cache.backends.redis.RedisCache"
+        if urlsplit(_cache_url).scheme in _REDIS_SCHEMES
+        else None
+    ),
+)
+if _cache["BACKEND"] == "django.core.cache.backends.redis.RedisCache":
+    # A Redis that does not answer must fail fast (rate limits then fail open),
+    # not hang a request; ?socket_timeout=... in CACHE_URL overrides these.
+    _cache.setdefault("OPTIONS", {})
+    _cache["OPTIONS"].setdefault("socket_connect_timeout", 1)
+    _cache["OPTIONS"].setdefault("socket_timeout", 1)
+CACHES = {"default": _cache}
+
+# ---------------------------------------------------------------------------
+# Authentication, passwords, JWT
+# ---------------------------------------------------------------------------
+
+AUTHENTICATION_BACKENDS = [
+    "kinwise_auth.backends.EmailBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+
+AUTH_PASSWORD_VALIDATORS = [
+    {
+        "NAME": "django.contrib.auth.password_validation."
+        "UserAttributeSimilarityValidator"
+    },
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+SIMPLE_JWT = {
+    "ACCESS_TOKEN_LIFETIME": timedelta(minutes=5),
+    "REFRESH_TOKEN_LIFETIME": timedelta(days=7),
+    "ROTATE_REFRESH_TOKENS": True,
+    "BLACKLIST_AFTER_ROTATION": True,
+    "AUTH_HEADER_TYPES": ("Bearer",),
+}
+
+# ---------------------------------------------------------------------------
+# kinwise_auth
+# ---------------------------------------------------------------------------
+
+FRONTEND_URL: str = env.str("FRONTEND_URL", default="http://localhost:8000")
+
+KINWISE_AUTH = {
+    "FRONTEND_URL": FRONTEND_URL,
+}
+
+# django-ratelimit: the limits live in the shared cache above.
+RATELIMIT_ENABLE: bool = env.bool("RATELIMIT_ENABLE", default=True)
+RATELIMIT_USE_CACHE = "default"
+
+# ---------------------------------------------------------------------------
+# CORS: a frontend served from another origin calls the API
+# ---------------------------------------------------------------------------
+
+CORS_ALLOWED_ORIGINS: list[str] = env.list(
+    "CORS_ALLOWED_ORIGINS", default=["http://localhost:3000"]
+)
+
+# ---------------------------------------------------------------------------
+# Email (sent by the Celery worker)
+# ---------------------------------------------------------------------------
+
+EMAIL_BACKEND: str = env.str(
+    "EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend"
+)
+EMAIL_HOST: str = env.str("EMAIL_HOST", default="localhost")
+EMAIL_PORT: int = env.int("EMAIL_PORT", default=25)
+EMAIL_USE_TLS: bool = env.bool("EMAIL_USE_TLS", default=False)
+EMAIL_USE_SSL: bool = env.bool("EMAIL_USE_SSL", default=False)
+EMAIL_HOST_USER: str = env.str("EMAIL_HOST_USER", default="")
+EMAIL_HOST_PASSWORD: str = env.str("EMAIL_HOST_PASSWORD", default="")
+# A hung SMTP server must time out so the task can retry.
+EMAIL_TIMEOUT: int = env.int("EMAIL_TIMEOUT", default=10)
+DEFAULT_FROM_EMAIL: str = env.str(
+    "DEFAULT_FROM_EMAIL", default="KinWise <noreply@example.com>"
+)
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+
+# ---------------------------------------------------------------------------
+# Internationalisation, static files
+# ---------------------------------------------------------------------------
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE: str = env.str("TIME_ZONE", default="UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+# ---------------------------------------------------------------------------
+# HTTPS (on by default when DEBUG is off)
+# ---------------------------------------------------------------------------
+
+SECURE_SSL_REDIRECT: bool = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
+SESSION_COOKIE_SECURE: bool = env.bool("SECURE_COOKIES", default=not DEBUG)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SECURE_HSTS_SECONDS: int = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 3600)
+SECURE_HSTS_INCLUDE_SUBDOMAINS: bool = env.bool(
+    "SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False
+)
+SECURE_HSTS_PRELOAD: bool = env.bool("SECURE_HSTS_PRELOAD", default=False)
+# Only behind a proxy that sets X-Forwarded-Proto itself (and strips the client's).
+if env.bool("TRUST_X_FORWARDED_PROTO", default=False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# ---------------------------------------------------------------------------
+# Celery (the app is config/celery.py; CELERY_X here is its setting x)
+# ---------------------------------------------------------------------------
+
+CELERY_BROKER_URL: str = env.str(
+    "CELERY_BROKER_URL", default="redis://127.0.0.1:6379/0"
+)
+# "django-db" stores results through django_celery_results (kinwise_auth's tasks
+# ignore results: nothing secret ever lands there).
+CELERY_RESULT_BACKEND: str = env.str("CELERY_RESULT_BACKEND", default="django-db")
+CELERY_RESULT_EXTENDED = True
+CELERY_RESULT_EXPIRES = 3600
+
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_TIMEZONE = TIME_ZONE
+CELERY_TASK_TRACK_STARTED = True
+CELERY_TASK_TIME_LIMIT = 30 * 60
+CELERY_TASK_SOFT_TIME_LIMIT = 25 * 60
+
+# At-least-once delivery: acknowledge after the task ran, give the message back when
+# the worker process dies, and take one message at a time.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_WORKER_MAX_TASKS_PER_CHILD = 1000
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# With Redis, an unacknowledged message is redelivered after this many seconds; it
+# must exceed the longest task run and retry countdown (kinwise_auth caps its backoff
+# below it).
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+
+# kinwise_auth's tasks go to their own queue. It is declared here, so a plain
+# `celery -A config worker` consumes it along with the default queue. Each queue is
+# bound with its own routing key: a bare Queue("auth") is bound to the "celery"
+# exchange with the default key "celery", so on RabbitMQ it would also receive
+# whatever is published to that exchange and key.
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+CELERY_TASK_QUEUES = (
+    Queue("celery", routing_key="celery"),
+    Queue("auth", routing_key="auth"),
+)
+CELERY_TASK_ROUTES = {"kinwise_auth.tasks.*": {"queue": "auth"}}
+
+# django-celery-beat keeps the schedule in the database (editable in the admin);
+# the entries below are installed there when beat starts.
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_BEAT_SCHEDULE = {
+    "kinwise-auth-requeue-unsent": {
+        "task": "kinwise_auth.tasks.requeue_unsent",
+        "schedule": 60.0,
+    },
+    "kinwise-auth-purge-expired": {
+        "task": "kinwise_auth.tasks.purge_expired",
+        "schedule": crontab(minute=0),
+    },
+}
+
+# ---------------------------------------------------------------------------
+# Logging
+# ---------------------------------------------------------------------------
+
+LOG_LEVEL: str = env.str("LOG_LEVEL", default="INFO")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {
+            "format": "{asctime} {levelname} {name}: {message}",
+            "style": "{",
+        },
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+    },
+    "root": {"handlers": ["console"], "level": "WARNING"},
+    "loggers": {
+        "kinwise_auth": {
+            "handlers": ["console"],
+            "level": LOG_LEVEL,
+            "propagate": False,
+        },
+    },
+}

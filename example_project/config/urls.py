@@ -1,0 +1,16 @@
+"""URLs of the example project: the auth API under ``/api/v1/auth/``."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.contrib.staticfiles.urls import staticfiles_urlpatterns
+from django.urls import URLPattern, URLResolver, include, path
+
+urlpatterns: list[URLPattern | URLResolver] = [
+    path("admin/", admin.site.urls),
+    path("api/v1/auth/", include("kinwise_auth.urls")),
+]
+
+# Serves the admin's static files when DEBUG is on, under gunicorn too (no-op when
+# DEBUG is off: put a web server or whitenoise in front in production).
+urlpatterns += staticfiles_urlpatterns()
