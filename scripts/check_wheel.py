@@ -34,9 +34,7 @@ def main(dist: Path) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         venv.create(tmp, with_pip=True)
         python = Path(tmp) / "bin" / "python"
-        subprocess.run(
-            [python, "-m", "pip", "install", "-q", str(wheel)], check=True
-        )
+        subprocess.run([python, "-m", "pip", "install", "-q", str(wheel)], check=True)
         subprocess.run(
             [python, "-c", "import kinwise_auth; print(kinwise_auth.__version__)"],
             check=True,

@@ -66,3 +66,67 @@ def register_body(email: str = "new@example.com", **extra: Any) -> dict[str, Any
         "password_confirm": PASSWORD,
         **extra,
     }
+
+
+class Broker(list):  # type: ignore[type-arg]
+    """Task messages published to the in-memory broker, in order."""
+
+    def drain(self) -> None:
+        """Run every published delivery task, in order, in this process."""
+        from kinwise_auth import tasks
+
+        while self:
+            args = self.pop(0)["body"][0]
+            tasks.deliver.apply(args=args, throw=True)
+
+
+@pytest.fixture
+def broker() -> Any:
+    """Publish to kombu's in-memory broker instead of running tasks eagerly.
+
+    Yields the published messages (headers and body), so a test can count
+    publishes, read exactly what crossed the broker, and run them with ``drain()``.
+    """
+    from celery.signals import before_task_publish
+
+    published = Broker()
+
+    def capture(body: Any = None, headers: Any = None, **kwargs: Any) -> None:
+        published.append({"body": body, "headers": headers})
+
+    before_task_publish.connect(capture, weak=False, dispatch_uid="tests.broker")
+    celery_app.app.conf.task_always_eager = False
+    try:
+        yield published
+    finally:
+        before_task_publish.disconnect(dispatch_uid="tests.broker")
+        celery_app.app.conf.task_always_eager = True
+
+
+TRANSACTION_CONTROL = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")
+
+
+@pytest.fixture
+def assert_queries() -> Callable[[int], Any]:
+    """Like ``django_assert_num_queries``, counting data queries only.
+
+    SQLite logs ``BEGIN``/``COMMIT`` and PostgreSQL does not; the budget is about
+    the work, so transaction control is left out on both.
+    """
+    from contextlib import contextmanager
+
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    @contextmanager
+    def check(expected: int) -> Any:
+        with CaptureQueriesContext(connection) as context:
+            yield context
+        data = [
+            q["sql"]
+            for q in context.captured_queries
+            if not q["sql"].lstrip().upper().startswith(TRANSACTION_CONTROL)
+        ]
+        assert len(data) == expected, "\n".join([f"{len(data)} queries:", *data])
+
+    return check
