@@ -128,7 +128,7 @@ def _claim(outbox_id: int) -> OutboxEmail | None:
     now = timezone.now()
     with transaction.atomic():
         row = (
-            OutboxEmail.objects.select_for_update()
+            OutboxEmail.objects.select_for_update(of=("self",))
             .select_related("user")
             .filter(pk=outbox_id)
             .first()

@@ -111,7 +111,8 @@ KINWISE_AUTH = {"FRONTEND_URL": "https://app.example.com"}
 # and KINWISE_TEST_SMTP_PORT (the worker sends to a real SMTP server).
 CELERY_BROKER_URL = os.environ.get("KINWISE_TEST_BROKER_URL", "memory://")
 CELERY_TASK_ALWAYS_EAGER = "KINWISE_TEST_BROKER_URL" not in os.environ
-CELERY_TASK_EAGER_PROPAGATES = True
+# Eager retries only run when errors do not propagate (Celery re-raises Retry).
+CELERY_TASK_EAGER_PROPAGATES = False
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": int(os.environ.get("KINWISE_TEST_VISIBILITY_TIMEOUT", "3600"))
 }

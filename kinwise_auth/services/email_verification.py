@@ -37,7 +37,7 @@ def verify_email(*, token: str, meta: RequestMeta) -> Verification:
     error: AuthError | None = None
     with transaction.atomic():
         link = (
-            LinkToken.objects.select_for_update()
+            LinkToken.objects.select_for_update(of=("self",))
             .select_related("user")
             .filter(
                 purpose=LinkToken.Purpose.VERIFY_EMAIL,

@@ -50,9 +50,9 @@ def register_user(
                     email=email, password=password, profile=profile
                 )
             except IntegrityError:
+                # Lost a race for the address, or a user made outside the package
+                # (not yet backfilled) holds it in a unique user-model column.
                 identity = find_identity(email)
-                if identity is None:
-                    raise
             else:
                 emails.queue(OutboxEmail.Kind.VERIFY_EMAIL, user=user, recipient=email)
                 audit.record("user_registered", user=user, meta=meta)
@@ -62,12 +62,17 @@ def register_user(
             raise EmailTaken()
         # The same password hash a new account costs, so timing does not tell.
         make_password(password)
-        kind = (
-            OutboxEmail.Kind.ACCOUNT_EXISTS
-            if identity.is_verified
-            else OutboxEmail.Kind.VERIFY_EMAIL
-        )
-        # To the stored address, never the look-alike just typed (CVE-2019-19844).
-        emails.queue(kind, user=identity.user, recipient=identity.email)
-        audit.record("registration_for_existing_email", user=identity.user, meta=meta)
+        if identity is None:
+            holder, recipient = None, email
+            kind = OutboxEmail.Kind.ACCOUNT_EXISTS
+        else:
+            # To the stored address, never the look-alike just typed (CVE-2019-19844).
+            holder, recipient = identity.user, identity.email
+            kind = (
+                OutboxEmail.Kind.ACCOUNT_EXISTS
+                if identity.is_verified
+                else OutboxEmail.Kind.VERIFY_EMAIL
+            )
+        emails.queue(kind, user=holder, recipient=recipient)
+        audit.record("registration_for_existing_email", user=holder, meta=meta)
     return Registration(email=email, user_id=None)

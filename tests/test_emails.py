@@ -1,0 +1,286 @@
+"""The outbox seam: queue on commit, bounded publish, claim, mint, send, retry."""
+
+from __future__ import annotations
+
+import smtplib
+import socket
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.core import mail
+from django.db import transaction
+from django.test import override_settings
+from django.utils import timezone
+
+from kinwise_auth import emails, tasks
+from kinwise_auth.models import AuthEvent, LinkToken, OutboxEmail
+from kinwise_auth.services import RequestMeta, register_user
+
+from . import celery_app
+from .conftest import PASSWORD, register_body
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+Status = OutboxEmail.Status
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def broker_down(broker: Any) -> Iterator[Any]:
+    """The broker URL points at a closed loopback port."""
+    app = celery_app.app
+    previous = app.conf.broker_url
+    app.conf.broker_url = f"redis://127.0.0.1:{closed_port()}/0"
+    try:
+        yield broker
+    finally:
+        app.conf.broker_url = previous
+
+
+def register(email: str = "new@example.com") -> Any:
+    return register_user(email=email, password=PASSWORD, meta=RequestMeta())
+
+
+def test_only_the_row_id_crosses_the_broker(api: Any, broker: Any) -> None:
+    api.post("/api/v1/auth/register/", register_body(), format="json")
+
+    (message,) = broker
+    row = OutboxEmail.objects.get()
+    assert message["headers"]["task"] == "kinwise_auth.tasks.deliver"
+    assert list(message["body"][0]) == [row.pk]
+    assert message["body"][1] == {}
+    assert message["headers"]["argsrepr"] == f"({row.pk},)"
+    assert row.status == Status.PENDING
+    assert row.context == {}
+    assert not LinkToken.objects.exists()  # minted by the task, not the request
+
+    broker.drain()
+
+    row.refresh_from_db()
+    assert row.status == Status.SENT
+    assert row.attempts == 1
+    assert row.sent_at is not None
+    assert LinkToken.objects.get().outbox_id == row.pk
+    assert len(mail.outbox) == 1
+
+
+def test_nothing_is_published_before_commit(broker: Any) -> None:
+    with transaction.atomic():
+        register()
+        assert broker == []
+    assert len(broker) == 1
+
+
+def test_a_rolled_back_registration_sends_nothing(broker: Any) -> None:
+    with pytest.raises(RuntimeError), transaction.atomic():
+        register()
+        raise RuntimeError("the host's transaction fails")
+
+    assert broker == []
+    assert not OutboxEmail.objects.exists()
+    assert mail.outbox == []
+
+
+def test_broker_down_answers_in_bounded_time_and_keeps_the_row(
+    api: Any, broker_down: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    started = time.monotonic()
+    response = api.post("/api/v1/auth/register/", register_body(), format="json")
+    elapsed = time.monotonic() - started
+
+    assert response.status_code == 201
+    assert elapsed < 5  # wide margin: the publish is bounded near one second
+    row = OutboxEmail.objects.get()
+    assert row.status == Status.PENDING
+    assert "could not publish outbox email" in caplog.text
+
+
+def test_the_redrive_sends_what_waited_once_the_broker_is_back(
+    api: Any, broker_down: Any
+) -> None:
+    api.post("/api/v1/auth/register/", register_body(), format="json")
+    assert OutboxEmail.objects.get().status == Status.PENDING
+    broker_down.clear()  # the publish signal fired, the broker took nothing
+    celery_app.app.conf.broker_url = "memory://"
+    # Older than OUTBOX_REDRIVE_AFTER (a minute): the re-drive takes it.
+    OutboxEmail.objects.update(available_at=timezone.now() - timedelta(minutes=2))
+
+    assert tasks.requeue_unsent.apply().get() == 1
+    assert emails.requeue_unsent() == 0  # moved out of the due window
+
+    broker_down.drain()
+    assert OutboxEmail.objects.get().status == Status.SENT
+    assert len(mail.outbox) == 1
+
+
+def test_the_redrive_leaves_fresh_rows_to_their_own_publish(broker: Any) -> None:
+    register()
+
+    assert emails.requeue_unsent() == 0
+    assert len(broker) == 1
+
+
+def test_a_row_is_sent_once_even_if_delivered_twice(broker: Any) -> None:
+    register()
+    row = OutboxEmail.objects.get()
+
+    assert emails.deliver(row.pk) == Status.SENT
+    assert emails.deliver(row.pk) == "not_claimed"
+    assert len(mail.outbox) == 1
+
+
+def test_a_live_claim_keeps_other_workers_off(broker: Any) -> None:
+    register()
+    row = OutboxEmail.objects.get()
+    emails._claim(row.pk)
+
+    assert emails.deliver(row.pk) == "not_claimed"
+    assert mail.outbox == []
+
+
+def test_an_expired_claim_is_redriven_with_a_fresh_token(
+    broker: Any, settings: Any
+) -> None:
+    """A worker lost mid-send: the next run mints a token superseding the first."""
+    register()
+    row = OutboxEmail.objects.get()
+    broker.drain()
+    first = LinkToken.objects.get()
+    # As if that worker died after minting: the row is claimed, the claim expired.
+    OutboxEmail.objects.filter(pk=row.pk).update(
+        status=Status.SENDING, claimed_until=row.created_at
+    )
+
+    assert emails.requeue_unsent() == 1
+    broker.drain()
+
+    first.refresh_from_db()
+    assert first.superseded_at is not None
+    assert LinkToken.objects.filter(superseded_at=None).count() == 1
+    assert len(mail.outbox) == 2
+
+
+class FlakySMTP:
+    """An email backend that fails ``failures`` times, then delivers."""
+
+    failures = 0
+    calls = 0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def send_messages(self, messages: list[Any]) -> int:
+        type(self).calls += 1
+        if type(self).calls <= type(self).failures:
+            raise smtplib.SMTPServerDisconnected("connection unexpectedly closed")
+        mail.outbox.extend(messages)
+        return len(messages)
+
+
+@pytest.fixture
+def flaky(settings: Any) -> type[FlakySMTP]:
+    settings.EMAIL_BACKEND = f"{__name__}.FlakySMTP"
+    settings.KINWISE_AUTH = {
+        "FRONTEND_URL": "https://app.example.com",
+        "DELIVERY_RETRY_BACKOFF": 0,  # eager retries run at once
+        "DELIVERY_MAX_RETRIES": 2,
+    }
+    FlakySMTP.calls = 0
+    return FlakySMTP
+
+
+def test_smtp_errors_are_retried_until_sent(flaky: type[FlakySMTP]) -> None:
+    flaky.failures = 2
+    register()
+
+    row = OutboxEmail.objects.get()
+    assert row.status == Status.SENT
+    assert row.attempts == 3
+    assert flaky.calls == 3
+    assert len(mail.outbox) == 1
+    # Each attempt minted a token superseding the last: only the sent one lives.
+    assert LinkToken.objects.filter(superseded_at=None).count() == 1
+
+
+def test_when_retries_run_out_the_failure_is_recorded(
+    flaky: type[FlakySMTP], caplog: pytest.LogCaptureFixture
+) -> None:
+    flaky.failures = 10
+    register()
+
+    row = OutboxEmail.objects.get()
+    assert row.status == Status.FAILED
+    assert "SMTPServerDisconnected" in row.last_error
+    event = AuthEvent.objects.get(event_type="email_delivery_failed")
+    assert event.extra["outbox_id"] == row.pk
+    assert "failed" in caplog.text
+
+
+@override_settings(
+    KINWISE_AUTH={"FRONTEND_URL": "https://app.example.com", "PUBLISH_TIMEOUT": 0.5}
+)
+def test_a_broken_template_fails_the_row_without_retrying(
+    broker: Any, settings: Any, tmp_path: Any
+) -> None:
+    (tmp_path / "kinwise_auth" / "email").mkdir(parents=True)
+    (tmp_path / "kinwise_auth" / "email" / "verify_email.txt").write_text(
+        "{% if %}broken{% endif %}"
+    )
+    settings.TEMPLATES = [{**settings.TEMPLATES[0], "DIRS": [str(tmp_path)]}]
+    register()
+
+    with pytest.raises(Exception, match="Unexpected end of expression"):
+        broker.drain()
+
+    assert OutboxEmail.objects.get().status == Status.FAILED
+
+
+def test_host_templates_override_the_package(settings: Any, tmp_path: Any) -> None:
+    folder = tmp_path / "kinwise_auth" / "email"
+    folder.mkdir(parents=True)
+    (folder / "verify_email_subject.txt").write_text("Confirm {{ site_name }}\n")
+    (folder / "verify_email.txt").write_text("Go to {{ verification_url }}")
+    settings.TEMPLATES = [{**settings.TEMPLATES[0], "DIRS": [str(tmp_path)]}]
+    settings.KINWISE_AUTH = {"FRONTEND_URL": "https://a.example", "SITE_NAME": "Acme"}
+
+    register()
+
+    (message,) = mail.outbox
+    assert message.subject == "Confirm Acme"
+    assert message.body.startswith("Go to https://a.example/verify-email?token=")
+
+
+def test_links_ignore_the_host_header(api: Any, settings: Any) -> None:
+    settings.ALLOWED_HOSTS = ["*"]
+    settings.USE_X_FORWARDED_HOST = True
+    api.post(
+        "/api/v1/auth/register/",
+        register_body(),
+        format="json",
+        HTTP_HOST="evil.example",
+        HTTP_X_FORWARDED_HOST="evil.example",
+    )
+
+    (message,) = mail.outbox
+    assert "evil.example" not in message.body
+    assert "https://app.example.com/verify-email?token=" in message.body
+
+
+def test_subject_is_a_single_line(settings: Any, tmp_path: Any) -> None:
+    folder = tmp_path / "kinwise_auth" / "email"
+    folder.mkdir(parents=True)
+    (folder / "verify_email_subject.txt").write_text("Line one\nBcc: x@evil.com\n")
+    settings.TEMPLATES = [{**settings.TEMPLATES[0], "DIRS": [str(tmp_path)]}]
+
+    register()
+
+    assert mail.outbox[0].subject == "Line one Bcc: x@evil.com"
+    assert "Bcc" not in mail.outbox[0].message().get("Bcc", "")
