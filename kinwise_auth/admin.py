@@ -17,7 +17,7 @@ from . import emails
 from .models import AuthEvent, EmailIdentity, LinkToken, OutboxEmail
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class ReadOnlyAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 

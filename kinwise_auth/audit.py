@@ -11,8 +11,6 @@ from .models import AuthEvent
 from .signals import EVENT_SIGNALS
 
 if TYPE_CHECKING:
-    from django.contrib.auth.base_user import AbstractBaseUser
-
     from .services.meta import RequestMeta
 
 __all__ = ["record"]
@@ -21,7 +19,7 @@ __all__ = ["record"]
 def record(
     event_type: str,
     *,
-    user: AbstractBaseUser | None,
+    user: Any,
     meta: RequestMeta | None = None,
     extra: dict[str, Any] | None = None,
 ) -> AuthEvent:

@@ -78,8 +78,10 @@ def _rate_is_valid(rate: Any) -> bool:
 @register(Tags.security)
 def check_rate_limits(**kwargs: Any) -> list[CheckMessage]:
     errors: list[CheckMessage] = []
-    limits = auth_settings.RATE_LIMITS
-    if not isinstance(limits, dict):
+    given = auth_settings.user_settings.get("RATE_LIMITS", {})
+    if not isinstance(given, dict) or not all(
+        isinstance(rates, dict) for rates in given.values()
+    ):
         return [
             Error(
                 "KINWISE_AUTH['RATE_LIMITS'] must be a dict of scope -> "
@@ -87,7 +89,7 @@ def check_rate_limits(**kwargs: Any) -> list[CheckMessage]:
                 id="kinwise_auth.E004",
             )
         ]
-    for scope, rates in limits.items():
+    for scope, rates in auth_settings.RATE_LIMITS.items():
         for kind, rate in rates.items():
             if kind not in ("ip", "email") or not _rate_is_valid(rate):
                 errors.append(

@@ -76,11 +76,11 @@ class AuthSettings:
         if name in self._cache:
             return self._cache[name]
         value = self.user_settings.get(name, DEFAULTS[name])
-        if name == "RATE_LIMITS":
+        if name == "RATE_LIMITS" and isinstance(value, dict):
             # A host overrides one scope without restating the others.
             merged = {scope: dict(rates) for scope, rates in DEFAULTS[name].items()}
-            for scope, rates in (value or {}).items():
-                merged.setdefault(scope, {}).update(rates)
+            for scope, rates in value.items():
+                merged.setdefault(scope, {}).update(rates or {})
             value = merged
         elif name in DURATION_KEYS and isinstance(value, int | float):
             value = timedelta(seconds=value)

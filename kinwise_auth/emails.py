@@ -101,8 +101,11 @@ def publish(outbox_id: int) -> bool:
             return True
         with app.connection_for_write(connect_timeout=timeout) as connection:
             driver = connection.transport.driver_type
-            connection.transport_options.update(_transport_options(driver, timeout))
-            deliver_task.apply_async(
+            connection.transport_options = {
+                **(connection.transport_options or {}),
+                **_transport_options(driver, timeout),
+            }
+            deliver_task.apply_async(  # type: ignore[call-arg]
                 (outbox_id,),
                 connection=connection,
                 retry=True,
@@ -269,9 +272,8 @@ def _render(email: _Email, user: Any | None) -> EmailMultiAlternatives:
         **email.context,
     }
     base = f"kinwise_auth/email/{email.template}"
-    subject = render_to_string(f"{base}_subject.txt", context)
     # A subject is one line: no header injection through a template or a name.
-    subject = " ".join(subject.split())
+    subject = " ".join(render_to_string(f"{base}_subject.txt", context).split())
     text = render_to_string(f"{base}.txt", context)
     html = render_to_string(f"{base}.html", context)
     message = EmailMultiAlternatives(
@@ -284,19 +286,21 @@ def _render(email: _Email, user: Any | None) -> EmailMultiAlternatives:
     return message
 
 
-def _mint_link_token(row: OutboxEmail, purpose: str, lifetime: timedelta) -> str:
-    """Mint a link token for ``row.user``, superseding the user's live ones."""
+def _mint_link_token(
+    row: OutboxEmail, user: Any, purpose: str, lifetime: timedelta
+) -> str:
+    """Mint a link token for ``user``, sent by ``row``, superseding live ones."""
     token = crypto.new_link_token()
     now = timezone.now()
     with transaction.atomic():
         # Locking the identity serialises minting per user, so two emails delivered
         # at once cannot both leave a live token behind.
-        EmailIdentity.objects.select_for_update().filter(user=row.user).first()
+        EmailIdentity.objects.select_for_update().filter(user=user).first()
         LinkToken.objects.filter(
-            user=row.user, purpose=purpose, used_at=None, superseded_at=None
+            user=user, purpose=purpose, used_at=None, superseded_at=None
         ).update(superseded_at=now)
         LinkToken.objects.create(
-            user=row.user,
+            user=user,
             purpose=purpose,
             token_hash=crypto.keyed_hash(token),
             outbox=row,
@@ -312,7 +316,7 @@ def _verification(row: OutboxEmail) -> EmailMultiAlternatives | None:
     if identity is None or identity.is_verified:
         return None  # nothing to verify any more: the address is proven or gone
     lifetime = auth_settings.EMAIL_VERIFICATION_LIFETIME
-    token = _mint_link_token(row, LinkToken.Purpose.VERIFY_EMAIL, lifetime)
+    token = _mint_link_token(row, row.user, LinkToken.Purpose.VERIFY_EMAIL, lifetime)
     context = {
         "verification_url": build_link(auth_settings.VERIFY_EMAIL_PATH, token),
         "expires_hours": round(lifetime.total_seconds() / 3600, 1),

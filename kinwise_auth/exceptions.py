@@ -2,15 +2,20 @@
 
 Validation errors keep DRF's ``{"field": ["message", ...]}``; every other error is
 ``{"detail": "...", "code": "stable_code"}``, with ``Retry-After`` on a 429.
+
+Unlike DRF's default handler this never marks the database transaction for
+rollback: the views opt out of ``ATOMIC_REQUESTS`` so that what a service
+committed (an attempt counter, say) stays committed when it then fails.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
 from rest_framework import exceptions
 from rest_framework.response import Response
-from rest_framework.views import exception_handler as drf_exception_handler
 
 from .errors import AuthError, RateLimited
 
@@ -25,13 +30,22 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         if isinstance(exc, RateLimited):
             response["Retry-After"] = str(exc.retry_after)
         return response
-    response = drf_exception_handler(exc, context)
-    if response is None or isinstance(exc, exceptions.ValidationError):
-        return response
-    if isinstance(exc, exceptions.APIException):
-        code = exc.get_codes()
-        response.data = {
-            "detail": str(exc.detail),
-            "code": code if isinstance(code, str) else "error",
-        }
-    return response
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, PermissionDenied):
+        exc = exceptions.PermissionDenied()
+    if not isinstance(exc, exceptions.APIException):
+        return None  # a bug, not client input: let Django report it
+    headers = {}
+    if getattr(exc, "auth_header", None):
+        headers["WWW-Authenticate"] = str(exc.auth_header)  # type: ignore[attr-defined]
+    if getattr(exc, "wait", None):
+        headers["Retry-After"] = str(int(exc.wait))  # type: ignore[attr-defined]
+    if isinstance(exc, exceptions.ValidationError):
+        return Response(exc.detail, status=exc.status_code, headers=headers)
+    code = exc.get_codes()
+    return Response(
+        {"detail": str(exc.detail), "code": code if isinstance(code, str) else "error"},
+        status=exc.status_code,
+        headers=headers,
+    )

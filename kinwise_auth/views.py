@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from django.db import transaction
@@ -37,11 +36,11 @@ class AuthAPIView(APIView):
     so that counters a service commits survive the error it then raises.
     """
 
-    authentication_classes: ClassVar[list[Any]] = []
-    permission_classes: ClassVar[list[Any]] = [AllowAny]
-    parser_classes: ClassVar[list[Any]] = [BoundedJSONParser]
-    renderer_classes: ClassVar[list[Any]] = [JSONRenderer]
-    throttle_classes: ClassVar[list[Any]] = []
+    authentication_classes = ()
+    permission_classes = (AllowAny,)
+    parser_classes = (BoundedJSONParser,)
+    renderer_classes = (JSONRenderer,)
+    throttle_classes = ()
     scope: ClassVar[str]
     serializer_class: ClassVar[type[serializers.Serializer[Any]]]
 
@@ -67,7 +66,7 @@ class AuthAPIView(APIView):
             ip=ratelimit.client_ip(request) or None, user_agent=user_agent
         )
 
-    def validated(self, request: Request, data: Mapping[str, Any]) -> dict[str, Any]:
+    def validated(self, request: Request, data: Any) -> dict[str, Any]:
         """IP limit, then validation, then the email limit when there is an email."""
         ratelimit.limit_ip(request, self.scope)
         serializer = self.serializer_class(data=data)
@@ -94,7 +93,7 @@ class RegisterView(AuthAPIView):
             )
         except EmailTaken as exc:
             raise serializers.ValidationError(
-                {"email": [exc.detail]}, code=exc.code
+                {"email": [str(exc.detail)]}, code=exc.code
             ) from None
         body: dict[str, Any] = {
             "message": _(
@@ -121,7 +120,7 @@ class VerifyEmailView(AuthAPIView):
     def get(self, request: Request) -> Response:
         return self._verify(request, request.query_params)
 
-    def _verify(self, request: Request, data: Mapping[str, Any]) -> Response:
+    def _verify(self, request: Request, data: Any) -> Response:
         token = self.validated(request, data)["token"]
         result = services.verify_email(token=token, meta=self.meta(request))
         message = (

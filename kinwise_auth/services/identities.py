@@ -28,7 +28,8 @@ def _username_for(email: str) -> str | None:
     username_field = user_model.USERNAME_FIELD
     if username_field == user_model.get_email_field_name():
         return None
-    max_length = user_model._meta.get_field(username_field).max_length or 150
+    field = user_model._meta.get_field(username_field)
+    max_length = getattr(field, "max_length", None) or 150
     return email if len(email) <= max_length else _generated_username()
 
 

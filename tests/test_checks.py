@@ -1,0 +1,107 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.core.checks import run_checks
+from django.test import override_settings
+
+FRONTEND = {"FRONTEND_URL": "https://app.example.com"}
+LOCMEM = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+REDIS = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": "redis://127.0.0.1:6379/1",
+    }
+}
+
+
+def ids(**overrides: Any) -> set[str]:
+    with override_settings(SILENCED_SYSTEM_CHECKS=[], **overrides):
+        return {
+            message.id
+            for message in run_checks()
+            if message.id and message.id.startswith("kinwise_auth.")
+        }
+
+
+def test_a_sound_configuration_passes() -> None:
+    assert ids(KINWISE_AUTH=FRONTEND, CACHES=REDIS) == set()
+
+
+def test_e001_unknown_key() -> None:
+    assert "kinwise_auth.E001" in ids(
+        KINWISE_AUTH={**FRONTEND, "FRONTEND_ULR": "x"}, CACHES=REDIS
+    )
+
+
+def test_e002_frontend_url_missing_outside_debug() -> None:
+    assert "kinwise_auth.E002" in ids(KINWISE_AUTH={}, CACHES=REDIS)
+    assert "kinwise_auth.E002" not in ids(KINWISE_AUTH={}, CACHES=REDIS, DEBUG=True)
+
+
+def test_e003_frontend_url_not_http() -> None:
+    assert "kinwise_auth.E003" in ids(
+        KINWISE_AUTH={"FRONTEND_URL": "app.example.com"}, CACHES=REDIS
+    )
+
+
+def test_e004_rate_limits_not_a_dict() -> None:
+    assert "kinwise_auth.E004" in ids(
+        KINWISE_AUTH={**FRONTEND, "RATE_LIMITS": ["3/h"]}, CACHES=REDIS
+    )
+
+
+@pytest.mark.parametrize(
+    "rates",
+    [
+        {"ip": "3 per hour"},
+        {"ip": "3/y"},
+        {"ip": "/h"},
+        {"ip": 3},
+        {"email": "x/10m"},
+        {"device": "3/h"},
+    ],
+)
+def test_e005_malformed_rate(rates: dict[str, Any]) -> None:
+    limits = {"register": rates}
+    assert "kinwise_auth.E005" in ids(
+        KINWISE_AUTH={**FRONTEND, "RATE_LIMITS": limits}, CACHES=REDIS
+    )
+
+
+@pytest.mark.parametrize("rate", ["3/h", "5/10m", "100/d", "1/s", None])
+def test_valid_rates_pass(rate: str | None) -> None:
+    limits = {"register": {"ip": rate}}
+    assert "kinwise_auth.E005" not in ids(
+        KINWISE_AUTH={**FRONTEND, "RATE_LIMITS": limits}, CACHES=REDIS
+    )
+
+
+def test_e006_process_local_rate_limit_cache_outside_debug() -> None:
+    assert "kinwise_auth.E006" in ids(KINWISE_AUTH=FRONTEND, CACHES=LOCMEM)
+    assert "kinwise_auth.E006" not in ids(
+        KINWISE_AUTH=FRONTEND, CACHES=LOCMEM, DEBUG=True
+    )
+    assert "kinwise_auth.E006" in ids(
+        KINWISE_AUTH=FRONTEND,
+        CACHES={
+            **REDIS,
+            "limits": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"},
+        },
+        RATELIMIT_USE_CACHE="limits",
+    )
+
+
+def test_e007_hook_cannot_be_imported() -> None:
+    assert "kinwise_auth.E007" in ids(
+        KINWISE_AUTH={**FRONTEND, "AUDIT_CALLABLE": "nowhere.to.be.found"},
+        CACHES=REDIS,
+    )
+
+
+def test_w001_blacklist_app_missing(settings: Any) -> None:
+    apps = [a for a in settings.INSTALLED_APPS if "token_blacklist" not in a]
+    assert "kinwise_auth.W001" in ids(
+        KINWISE_AUTH=FRONTEND, CACHES=REDIS, INSTALLED_APPS=apps
+    )

@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+from datetime import timedelta
+from io import StringIO
+from typing import Any
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.utils import timezone
+
+from kinwise_auth.models import AuthEvent, EmailIdentity, LinkToken, OutboxEmail
+from kinwise_auth.services import RequestMeta, register_user
+
+from .conftest import PASSWORD
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def plain_user(email: str, *, active: bool = True, username: str | None = None) -> Any:
+    user_model = get_user_model()
+    fields: dict[str, Any] = {user_model.get_email_field_name(): email}
+    if user_model.get_email_field_name() != user_model.USERNAME_FIELD:
+        fields[user_model.USERNAME_FIELD] = username or email
+    return user_model._default_manager.create_user(
+        password=PASSWORD, is_active=active, **fields
+    )
+
+
+def run(command: str, *args: str) -> tuple[str, str]:
+    out, err = StringIO(), StringIO()
+    call_command(command, *args, stdout=out, stderr=err)
+    return out.getvalue(), err.getvalue()
+
+
+def test_backfill_creates_identities_and_reports_collisions() -> None:
+    active = plain_user("Carol@Example.com")
+    inactive = plain_user("dave@example.com", active=False)
+    plain_user("Erin@example.com", username="erin1")
+    if get_user_model().USERNAME_FIELD != "email":
+        # auth.User's email is not unique: two users may share one mailbox.
+        plain_user("erin@EXAMPLE.com", username="erin2")
+
+    dry, _ = run("kinwise_auth_backfill", "--dry-run")
+    assert not EmailIdentity.objects.exists()
+    out, err = run("kinwise_auth_backfill")
+
+    assert EmailIdentity.objects.get(user=active).verified_at is not None
+    assert (
+        EmailIdentity.objects.get(user=active).email_normalized == "carol@example.com"
+    )
+    assert EmailIdentity.objects.get(user=inactive).verified_at is None
+    if get_user_model().USERNAME_FIELD != "email":
+        assert "would create 2 identities; 1 collision(s)" in dry
+        assert "collision: 'erin@example.com'" in err
+        assert not EmailIdentity.objects.filter(email_normalized="erin@example.com")
+    else:
+        assert "created 3 identities; 0 collision(s)" in out
+    assert run("kinwise_auth_backfill")[0].startswith("created 0 identities")
+
+
+def test_redrive_command(settings: Any) -> None:
+    register_user(email="a@example.com", password=PASSWORD, meta=RequestMeta())
+    OutboxEmail.objects.update(
+        status=OutboxEmail.Status.PENDING,
+        available_at=timezone.now() - timedelta(hours=1),
+    )
+
+    out, _ = run("kinwise_auth_redrive")
+
+    assert out.strip() == "Re-published 1 outbox email(s)."
+    assert OutboxEmail.objects.get().status == OutboxEmail.Status.SENT
+
+
+def test_purge_deletes_only_what_expired() -> None:
+    register_user(email="a@example.com", password=PASSWORD, meta=RequestMeta())
+    long_ago = timezone.now() - timedelta(days=400)
+    LinkToken.objects.update(expires_at=long_ago)
+    OutboxEmail.objects.update(created_at=long_ago)
+    AuthEvent.objects.update(created_at=long_ago)
+    register_user(email="b@example.com", password=PASSWORD, meta=RequestMeta())
+
+    out, _ = run("kinwise_auth_purge")
+
+    assert "link_tokens: 1 deleted" in out
+    assert "outbox_emails: 1 deleted" in out
+    assert "auth_events: 1 deleted" in out
+    assert LinkToken.objects.count() == 1
+    assert OutboxEmail.objects.count() == 1
+    assert AuthEvent.objects.count() == 1
