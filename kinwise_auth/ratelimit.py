@@ -9,6 +9,7 @@ shared by every web process.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 
 from django.http import HttpRequest
@@ -42,7 +43,11 @@ def client_ip(request: HttpRequest) -> str:
     ]
     if len(forwarded) < proxies:
         return remote
-    return forwarded[-proxies]
+    candidate = forwarded[-proxies]
+    try:
+        return str(ipaddress.ip_address(candidate))
+    except ValueError:
+        return remote
 
 
 def limit(request: HttpRequest, scope: str, kind: str, value: str) -> None:

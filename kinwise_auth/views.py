@@ -61,7 +61,11 @@ class AuthAPIView(APIView):
             raise RequestTooLarge()
 
     def meta(self, request: Request) -> services.RequestMeta:
-        user_agent = str(request.META.get("HTTP_USER_AGENT", ""))[:512]
+        user_agent = "".join(
+            char
+            for char in str(request.META.get("HTTP_USER_AGENT", ""))[:512]
+            if char.isprintable()
+        )
         return services.RequestMeta(
             ip=ratelimit.client_ip(request) or None, user_agent=user_agent
         )
