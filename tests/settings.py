@@ -34,6 +34,7 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "tests.urls"
+STATIC_URL = "static/"
 
 TEMPLATES = [
     {
