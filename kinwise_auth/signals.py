@@ -1,8 +1,8 @@
 """One signal per auth event. Each is sent by :func:`kinwise_auth.audit.record`.
 
-Every signal is sent with ``sender`` = the user model class (or ``None`` when the
-event has no user) and the keyword arguments ``user`` (or ``None``), ``ip``,
-``user_agent`` and ``extra`` (a small dict, never holding a secret).
+Every signal is sent with ``sender`` = the user model class and the keyword
+arguments ``user`` (``None`` when the event has no user), ``ip``, ``user_agent``
+and ``extra`` (a small dict, never holding a secret).
 """
 
 from __future__ import annotations
