@@ -14,7 +14,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from . import emails
-from .models import AuthEvent, EmailIdentity, LinkToken, OutboxEmail
+from .models import AuthEvent, EmailIdentity, LinkToken, LoginCode, OutboxEmail
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -38,6 +38,21 @@ class LinkTokenAdmin(ReadOnlyAdmin):
     list_display = ["__str__", "user", "purpose", "created_at", "expires_at", "used_at"]
     list_filter = ["purpose"]
     exclude = ["token_hash"]
+    list_select_related = ["user"]
+
+
+@admin.register(LoginCode)
+class LoginCodeAdmin(ReadOnlyAdmin):
+    list_display = [
+        "__str__",
+        "user",
+        "ip",
+        "created_at",
+        "expires_at",
+        "attempts",
+        "used_at",
+    ]
+    exclude = ["code_hash"]
     list_select_related = ["user"]
 
 

@@ -91,11 +91,12 @@ def check_rate_limits(**kwargs: Any) -> list[CheckMessage]:
         ]
     for scope, rates in auth_settings.RATE_LIMITS.items():
         for kind, rate in rates.items():
-            if kind not in ("ip", "email") or not _rate_is_valid(rate):
+            if kind not in ("ip", "email", "account") or not _rate_is_valid(rate):
                 errors.append(
                     Error(
                         f"Bad rate limit {scope}.{kind} = {rate!r}.",
-                        hint="Keys are 'ip' and 'email'; a rate is 'N/period' such "
+                        hint="Keys are 'ip', 'email' and 'account'; a rate is "
+                        "'N/period' such "
                         "as '3/h' or '5/10m' (units s, m, h, d), or None for no "
                         "limit.",
                         id="kinwise_auth.E005",

@@ -23,12 +23,23 @@ DEFAULTS: dict[str, Any] = {
     "SITE_NAME": "KinWise",
     "EMAIL_FROM": None,  # None: settings.DEFAULT_FROM_EMAIL
     "EMAIL_VERIFICATION_LIFETIME": timedelta(hours=24),
+    "LOGIN_CODE_LENGTH": 6,
+    "LOGIN_CODE_LIFETIME": timedelta(minutes=10),
+    "LOGIN_CODE_MAX_ATTEMPTS": 3,
     "PREVENT_ENUMERATION": True,
-    # scope -> {"ip": rate, "email": rate}; rates use django-ratelimit's syntax.
+    # scope -> {"ip": rate, "email": rate, "account": rate}; rates use
+    # django-ratelimit's syntax. "email" keys the address given in the body (for
+    # login/, failures only); "account" keys the signed-in or token's user.
     "RATE_LIMITS": {
         "register": {"ip": "3/h", "email": "3/h"},
-        "verify_email": {"ip": "30/m", "email": None},
+        "verify_email": {"ip": "30/m"},
         "resend_verification": {"ip": "3/10m", "email": "3/10m"},
+        "otp_request": {"ip": "3/10m", "email": "3/10m"},
+        "otp_verify": {"ip": "5/10m", "email": "5/10m"},
+        "login": {"ip": "10/m", "email": "5/10m"},
+        "token_refresh": {"ip": "30/m", "account": "10/10m"},
+        "logout": {"ip": "30/m", "account": "10/10m"},
+        "me": {"ip": "30/m", "account": "10/10m"},
     },
     "RATE_LIMIT_FAIL_OPEN": True,
     # Client IP: REMOTE_ADDR unless the host sits behind this many trusted proxies.
@@ -46,13 +57,15 @@ DEFAULTS: dict[str, Any] = {
     "PURGE_BATCH": 1000,
     "AUDIT_CALLABLE": None,
     "USER_SERIALIZER": "kinwise_auth.serializers.UserPayloadSerializer",
+    "TOKEN_ISSUER": "kinwise_auth.tokens.issue_token_pair",
 }
 
 # Keys holding dotted paths, imported on first use.
-IMPORT_STRINGS = ("AUDIT_CALLABLE", "USER_SERIALIZER")
+IMPORT_STRINGS = ("AUDIT_CALLABLE", "USER_SERIALIZER", "TOKEN_ISSUER")
 
 DURATION_KEYS = (
     "EMAIL_VERIFICATION_LIFETIME",
+    "LOGIN_CODE_LIFETIME",
     "OUTBOX_CLAIM_TIMEOUT",
     "OUTBOX_REDRIVE_AFTER",
     "OUTBOX_RETENTION",

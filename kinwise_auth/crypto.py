@@ -14,7 +14,14 @@ import secrets
 from django.conf import settings
 from django.utils.crypto import salted_hmac
 
-__all__ = ["new_link_token", "keyed_hash", "candidate_hashes", "matches"]
+__all__ = [
+    "new_link_token",
+    "new_login_code",
+    "login_code_message",
+    "keyed_hash",
+    "candidate_hashes",
+    "matches",
+]
 
 _SALT = "kinwise_auth.crypto.keyed_hash"
 LINK_TOKEN_BYTES = 32  # 256 bits; the contract asks for at least 128.
@@ -23,6 +30,17 @@ LINK_TOKEN_BYTES = 32  # 256 bits; the contract asks for at least 128.
 def new_link_token() -> str:
     """A fresh URL-safe link token carrying 256 bits from :mod:`secrets`."""
     return secrets.token_urlsafe(LINK_TOKEN_BYTES)
+
+
+def new_login_code(length: int) -> str:
+    """``length`` uniformly random digits from :mod:`secrets`."""
+    return f"{secrets.randbelow(10**length):0{length}d}"
+
+
+def login_code_message(user_pk: object, code: str) -> str:
+    """What a login code's hash is taken over: bound to its user, so a code's
+    hash says nothing about another account's, and a code works for one user."""
+    return f"login_code:{user_pk}:{code}"
 
 
 def keyed_hash(secret: str, *, key: str | None = None) -> str:

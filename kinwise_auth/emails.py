@@ -29,7 +29,7 @@ from django.utils import timezone
 
 from . import crypto
 from .conf import auth_settings
-from .models import EmailIdentity, LinkToken, OutboxEmail
+from .models import EmailIdentity, LinkToken, LoginCode, OutboxEmail
 
 __all__ = [
     "TRANSIENT_ERRORS",
@@ -334,8 +334,39 @@ def _account_exists(row: OutboxEmail) -> EmailMultiAlternatives | None:
     return _render(_Email("account_exists", row.recipient), row.user)
 
 
+def _login_code(row: OutboxEmail) -> EmailMultiAlternatives | None:
+    user = row.user
+    if user is None or not user.is_active:
+        return None  # unknown, pending or deactivated: no code, same answer
+    identity = EmailIdentity.objects.filter(user=user).first()
+    if identity is None or not identity.is_verified:
+        return None
+    lifetime = auth_settings.LOGIN_CODE_LIFETIME
+    code = crypto.new_login_code(int(auth_settings.LOGIN_CODE_LENGTH))
+    now = timezone.now()
+    with transaction.atomic():
+        # Serialise minting per user: one live code at a time, the newest.
+        EmailIdentity.objects.select_for_update().filter(user=user).first()
+        LoginCode.objects.filter(user=user, used_at=None, superseded_at=None).update(
+            superseded_at=now
+        )
+        LoginCode.objects.create(
+            user=user,
+            code_hash=crypto.keyed_hash(crypto.login_code_message(user.pk, code)),
+            outbox=row,
+            ip=row.context.get("ip"),
+            expires_at=now + lifetime,
+        )
+    context = {
+        "code": code,
+        "expires_minutes": round(lifetime.total_seconds() / 60),
+    }
+    return _render(_Email("login_code", row.recipient, context), user)
+
+
 BUILDERS: dict[str, Callable[[OutboxEmail], EmailMultiAlternatives | None]] = {
     Kind.VERIFY_EMAIL: _verification,
     Kind.WELCOME: _welcome,
     Kind.ACCOUNT_EXISTS: _account_exists,
+    Kind.LOGIN_CODE: _login_code,
 }

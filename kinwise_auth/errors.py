@@ -12,6 +12,11 @@ from django.utils.translation import gettext_lazy as _
 
 __all__ = [
     "AuthError",
+    "InvalidCode",
+    "CodeExpired",
+    "InvalidCredentials",
+    "EmailNotVerified",
+    "TokenNotValid",
     "InvalidToken",
     "TokenExpired",
     "RateLimited",
@@ -41,6 +46,39 @@ class InvalidToken(AuthError):
 class TokenExpired(AuthError):
     code = "token_expired"
     default_detail = _("Verification token has expired.")
+
+
+class InvalidCode(AuthError):
+    """Unknown email, wrong, used, superseded or dead code: one answer for all."""
+
+    code = "invalid_code"
+    default_detail = _("Invalid email or code.")
+
+
+class CodeExpired(AuthError):
+    """Only for the right code, too late."""
+
+    code = "code_expired"
+    default_detail = _("This code has expired. Please request a new one.")
+
+
+class InvalidCredentials(AuthError):
+    code = "invalid_credentials"
+    default_detail = _("Invalid email or password.")
+
+
+class EmailNotVerified(AuthError):
+    """Only after the correct password of a pending account."""
+
+    code = "email_not_verified"
+    status = 403
+    default_detail = _("Please verify your email address before signing in.")
+
+
+class TokenNotValid(AuthError):
+    code = "token_not_valid"
+    status = 401
+    default_detail = _("Token is invalid or expired.")
 
 
 class EmailTaken(AuthError):

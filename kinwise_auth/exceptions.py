@@ -43,9 +43,13 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         headers["Retry-After"] = str(int(exc.wait))  # type: ignore[attr-defined]
     if isinstance(exc, exceptions.ValidationError):
         return Response(exc.detail, status=exc.status_code, headers=headers)
-    code = exc.get_codes()
+    detail: Any = exc.detail
+    code: Any = exc.get_codes()
+    if isinstance(detail, dict):
+        # simplejwt's InvalidToken: {"detail", "code", "messages"}; keep two keys.
+        detail, code = detail.get("detail", ""), detail.get("code", "")
     return Response(
-        {"detail": str(exc.detail), "code": code if isinstance(code, str) else "error"},
+        {"detail": str(detail), "code": code if isinstance(code, str) else "error"},
         status=exc.status_code,
         headers=headers,
     )

@@ -6,7 +6,7 @@ from django.db.models import Model, QuerySet
 from django.utils import timezone
 
 from .conf import auth_settings
-from .models import AuthEvent, LinkToken, OutboxEmail
+from .models import AuthEvent, LinkToken, LoginCode, OutboxEmail
 
 __all__ = ["purge_expired"]
 
@@ -38,6 +38,9 @@ def purge_expired() -> dict[str, int]:
     return {
         "link_tokens": _delete_in_batches(
             LinkToken.objects.filter(expires_at__lt=now), batch
+        ),
+        "login_codes": _delete_in_batches(
+            LoginCode.objects.filter(expires_at__lt=now), batch
         ),
         "outbox_emails": _delete_in_batches(
             OutboxEmail.objects.filter(

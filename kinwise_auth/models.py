@@ -7,7 +7,7 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-__all__ = ["EmailIdentity", "LinkToken", "OutboxEmail", "AuthEvent"]
+__all__ = ["EmailIdentity", "LinkToken", "LoginCode", "OutboxEmail", "AuthEvent"]
 
 
 class EmailIdentity(models.Model):
@@ -91,6 +91,45 @@ class LinkToken(models.Model):
         return self.used_at is None and self.superseded_at is None
 
 
+class LoginCode(models.Model):
+    """A one-time sign-in code, stored only as a keyed hash bound to its user.
+
+    Single use; dies after ``LOGIN_CODE_MAX_ATTEMPTS`` wrong guesses; superseded by
+    the next code minted for the same user.
+    """
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="kinwise_login_codes",
+    )
+    code_hash = models.CharField(_("code hash"), max_length=64)
+    outbox = models.ForeignKey(
+        "OutboxEmail",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="login_codes",
+    )
+    ip = models.GenericIPAddressField(_("requested from"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+    expires_at = models.DateTimeField(_("expires at"))
+    attempts = models.PositiveIntegerField(_("wrong attempts"), default=0)
+    used_at = models.DateTimeField(_("used at"), null=True, blank=True)
+    superseded_at = models.DateTimeField(_("superseded at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("login code")
+        verbose_name_plural = _("login codes")
+        indexes = [
+            models.Index(fields=["user", "-created_at"], name="kinwise_code_user"),
+            models.Index(fields=["expires_at"], name="kinwise_code_expires"),
+        ]
+
+    def __str__(self) -> str:
+        return f"login code #{self.pk}"
+
+
 class OutboxEmail(models.Model):
     """The intent to send one email, written in the request's transaction.
 
@@ -101,6 +140,7 @@ class OutboxEmail(models.Model):
         VERIFY_EMAIL = "verify_email", _("verification link")
         WELCOME = "welcome", _("welcome")
         ACCOUNT_EXISTS = "account_exists", _("account already exists")
+        LOGIN_CODE = "login_code", _("login code")
 
     class Status(models.TextChoices):
         PENDING = "pending", _("pending")

@@ -9,6 +9,7 @@ shared by every web process.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import logging
 
@@ -20,7 +21,14 @@ from .conf import auth_settings
 from .errors import RateLimited, ServiceUnavailable
 from .normalization import normalize_email
 
-__all__ = ["client_ip", "limit", "limit_ip", "limit_email"]
+__all__ = [
+    "client_ip",
+    "limit",
+    "limit_ip",
+    "limit_email",
+    "limit_account",
+    "count_email",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -50,12 +58,16 @@ def client_ip(request: HttpRequest) -> str:
         return remote
 
 
-def limit(request: HttpRequest, scope: str, kind: str, value: str) -> None:
+def limit(
+    request: HttpRequest, scope: str, kind: str, value: str, *, increment: bool = True
+) -> None:
     """Count one hit of ``value`` against ``scope``'s ``kind`` rate.
 
-    Raises :class:`RateLimited` (with the seconds left) over the limit. When the
-    cache errors, the request passes (logged) unless ``RATE_LIMIT_FAIL_OPEN`` is
-    False, in which case :class:`ServiceUnavailable` is raised.
+    Raises :class:`RateLimited` (with the seconds left) over the limit. With
+    ``increment=False`` it only checks the budget is not spent (for limits that
+    count failures, see :func:`count_email`). When the cache errors, the request
+    passes (logged) unless ``RATE_LIMIT_FAIL_OPEN`` is False, in which case
+    :class:`ServiceUnavailable` is raised.
     """
     rate = auth_settings.rate(scope, kind)
     if not rate:
@@ -66,7 +78,7 @@ def limit(request: HttpRequest, scope: str, kind: str, value: str) -> None:
             group=f"kinwise_auth.{scope}.{kind}",
             key=lambda group, req: value,
             rate=rate,
-            increment=True,
+            increment=increment,
         )
     except Exception as exc:
         if auth_settings.RATE_LIMIT_FAIL_OPEN:
@@ -78,7 +90,10 @@ def limit(request: HttpRequest, scope: str, kind: str, value: str) -> None:
             return
         logger.error("kinwise_auth: rate-limit cache failed (%s)", type(exc).__name__)
         raise ServiceUnavailable() from None
-    if usage is not None and usage["should_limit"]:
+    if usage is None:
+        return
+    spent = usage["should_limit"] if increment else usage["count"] >= usage["limit"]
+    if spent:
         raise RateLimited(retry_after=usage["time_left"])
 
 
@@ -86,5 +101,21 @@ def limit_ip(request: HttpRequest, scope: str) -> None:
     limit(request, scope, "ip", client_ip(request))
 
 
-def limit_email(request: HttpRequest, scope: str, email: str) -> None:
-    limit(request, scope, "email", crypto.keyed_hash(normalize_email(email)))
+def _email_key(email: str) -> str:
+    return crypto.keyed_hash(normalize_email(email))
+
+
+def limit_email(
+    request: HttpRequest, scope: str, email: str, *, increment: bool = True
+) -> None:
+    limit(request, scope, "email", _email_key(email), increment=increment)
+
+
+def count_email(request: HttpRequest, scope: str, email: str) -> None:
+    """Count a failure against ``email`` without refusing this request."""
+    with contextlib.suppress(RateLimited):
+        limit(request, scope, "email", _email_key(email))
+
+
+def limit_account(request: HttpRequest, scope: str, user_id: object) -> None:
+    limit(request, scope, "account", f"user:{user_id}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from typing import Any
 
@@ -17,6 +18,9 @@ __all__ = [
     "RegisterSerializer",
     "VerifyEmailSerializer",
     "EmailSerializer",
+    "LoginCodeSerializer",
+    "LoginSerializer",
+    "RefreshSerializer",
     "UserPayloadSerializer",
 ]
 
@@ -113,6 +117,27 @@ class RegisterSerializer(serializers.Serializer[Any]):
 
 class VerifyEmailSerializer(serializers.Serializer[Any]):
     token = StrictCharField(max_length=256)
+
+
+def digits_only(value: str) -> None:
+    if not re.fullmatch(r"[0-9]+", value):
+        raise serializers.ValidationError(
+            _("Enter the digits of the code."), code="invalid"
+        )
+
+
+class LoginCodeSerializer(serializers.Serializer[Any]):
+    email = StrictEmailField()
+    code = StrictCharField(max_length=16, validators=[digits_only])
+
+
+class LoginSerializer(serializers.Serializer[Any]):
+    email = StrictEmailField()
+    password = password_field()
+
+
+class RefreshSerializer(serializers.Serializer[Any]):
+    refresh = StrictCharField(max_length=4096)
 
 
 class UserPayloadSerializer(serializers.Serializer[Any]):

@@ -15,6 +15,10 @@ __all__ = [
     "verification_requested",
     "email_verified",
     "email_delivery_failed",
+    "login_code_requested",
+    "login_succeeded",
+    "login_failed",
+    "logged_out",
     "EVENT_SIGNALS",
 ]
 
@@ -39,10 +43,31 @@ email_verified = Signal()
 # "kind", "error"}.
 email_delivery_failed = Signal()
 
+# Someone asked for a login code (otp/request/). The delivery task sends one only
+# to an active, verified account. Arguments: user (None for an unknown address),
+# ip, user_agent, extra.
+login_code_requested = Signal()
+
+# A user signed in and was issued tokens. Django's own ``user_logged_in`` is sent
+# too. Arguments: user, ip, user_agent, extra: {"method": "code" | "password"}.
+login_succeeded = Signal()
+
+# A sign-in failed. Arguments: user (None for an unknown address), ip, user_agent,
+# extra: {"method": "code" | "password", "reason": the error code}.
+login_failed = Signal()
+
+# A refresh token was revoked by logout/. Arguments: user (None if deleted), ip,
+# user_agent, extra.
+logged_out = Signal()
+
 EVENT_SIGNALS: dict[str, Signal] = {
     "user_registered": user_registered,
     "registration_for_existing_email": registration_for_existing_email,
     "verification_requested": verification_requested,
     "email_verified": email_verified,
     "email_delivery_failed": email_delivery_failed,
+    "login_code_requested": login_code_requested,
+    "login_succeeded": login_succeeded,
+    "login_failed": login_failed,
+    "logged_out": logged_out,
 }

@@ -16,4 +16,10 @@ urlpatterns = [
         views.ResendVerificationView.as_view(),
         name="resend-verification",
     ),
+    path("otp/request/", views.LoginCodeRequestView.as_view(), name="otp-request"),
+    path("otp/verify/", views.LoginCodeVerifyView.as_view(), name="otp-verify"),
+    path("login/", views.LoginView.as_view(), name="login"),
+    path("token/refresh/", views.TokenRefreshView.as_view(), name="token-refresh"),
+    path("logout/", views.LogoutView.as_view(), name="logout"),
+    path("me/", views.MeView.as_view(), name="me"),
 ]

@@ -4,27 +4,42 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from django.contrib.auth.signals import user_logged_in
 from django.db import transaction
 from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers, status
-from rest_framework.permissions import AllowAny
+from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
+from rest_framework_simplejwt.authentication import JWTAuthentication
 
 from . import ratelimit, services
 from .conf import auth_settings
-from .errors import EmailTaken, RequestTooLarge
+from .errors import EmailTaken, InvalidCredentials, RequestTooLarge
 from .exceptions import exception_handler
 from .parsers import BoundedJSONParser
-from .serializers import EmailSerializer, RegisterSerializer, VerifyEmailSerializer
+from .serializers import (
+    EmailSerializer,
+    LoginCodeSerializer,
+    LoginSerializer,
+    RefreshSerializer,
+    RegisterSerializer,
+    VerifyEmailSerializer,
+)
 
 __all__ = [
     "AuthAPIView",
     "RegisterView",
     "VerifyEmailView",
     "ResendVerificationView",
+    "LoginCodeRequestView",
+    "LoginCodeVerifyView",
+    "LoginView",
+    "TokenRefreshView",
+    "LogoutView",
+    "MeView",
 ]
 
 
@@ -36,8 +51,8 @@ class AuthAPIView(APIView):
     so that counters a service commits survive the error it then raises.
     """
 
-    authentication_classes = ()
-    permission_classes = (AllowAny,)
+    authentication_classes: tuple[type[Any], ...] = ()
+    permission_classes: tuple[type[Any], ...] = (AllowAny,)
     parser_classes = (BoundedJSONParser,)
     renderer_classes = (JSONRenderer,)
     throttle_classes = ()
@@ -76,9 +91,21 @@ class AuthAPIView(APIView):
         serializer = self.serializer_class(data=data)
         serializer.is_valid(raise_exception=True)
         values: dict[str, Any] = dict(serializer.validated_data)
-        if "email" in values:
+        if "email" in values and self.limit_email_per_request:
             ratelimit.limit_email(request, self.scope, values["email"])
         return values
+
+    limit_email_per_request = True
+
+    def user_payload(self, user: Any) -> Any:
+        return auth_settings.USER_SERIALIZER(user).data
+
+    def signed_in(self, request: Request, result: services.SignIn) -> Response:
+        """The sign-in answer; Django's ``user_logged_in`` updates ``last_login``."""
+        user_logged_in.send(
+            sender=result.user.__class__, request=request._request, user=result.user
+        )
+        return Response({**result.tokens, "user": self.user_payload(result.user)})
 
 
 class RegisterView(AuthAPIView):
@@ -154,3 +181,91 @@ class ResendVerificationView(AuthAPIView):
         return Response(
             {"message": _("If the email exists, a verification email has been sent.")}
         )
+
+
+class LoginCodeRequestView(AuthAPIView):
+    scope = "otp_request"
+    serializer_class = EmailSerializer
+
+    def post(self, request: Request) -> Response:
+        email = self.validated(request, request.data)["email"]
+        services.request_login_code(email=email, meta=self.meta(request))
+        lifetime = auth_settings.LOGIN_CODE_LIFETIME
+        return Response(
+            {
+                "message": _(
+                    "If an account uses this email, a login code has been sent to it."
+                ),
+                "expires_in": int(lifetime.total_seconds()),
+            }
+        )
+
+
+class LoginCodeVerifyView(AuthAPIView):
+    scope = "otp_verify"
+    serializer_class = LoginCodeSerializer
+
+    def post(self, request: Request) -> Response:
+        data = self.validated(request, request.data)
+        result = services.verify_login_code(
+            email=data["email"], code=data["code"], meta=self.meta(request)
+        )
+        return self.signed_in(request, result)
+
+
+class LoginView(AuthAPIView):
+    """Per email, only failures count: a user who signs in often is not limited."""
+
+    scope = "login"
+    serializer_class = LoginSerializer
+    limit_email_per_request = False
+
+    def post(self, request: Request) -> Response:
+        data = self.validated(request, request.data)
+        ratelimit.limit_email(request, self.scope, data["email"], increment=False)
+        try:
+            result = services.login_with_password(
+                email=data["email"],
+                password=data["password"],
+                meta=self.meta(request),
+                auth_request=request._request,
+            )
+        except InvalidCredentials:
+            ratelimit.count_email(request, self.scope, data["email"])
+            raise
+        return self.signed_in(request, result)
+
+
+class TokenRefreshView(AuthAPIView):
+    scope = "token_refresh"
+    serializer_class = RefreshSerializer
+
+    def post(self, request: Request) -> Response:
+        token = services.parse_refresh(self.validated(request, request.data)["refresh"])
+        ratelimit.limit_account(
+            request, self.scope, services.refresh_token_user_id(token)
+        )
+        return Response(services.refresh_session(token))
+
+
+class LogoutView(AuthAPIView):
+    scope = "logout"
+    serializer_class = RefreshSerializer
+
+    def post(self, request: Request) -> Response:
+        refresh = self.validated(request, request.data)["refresh"]
+        services.logout(refresh=refresh, meta=self.meta(request))
+        return Response(status=status.HTTP_205_RESET_CONTENT)
+
+
+class MeView(AuthAPIView):
+    """The signed-in user. JWT only: a host's session auth never applies here."""
+
+    scope = "me"
+    authentication_classes = (JWTAuthentication,)
+    permission_classes = (IsAuthenticated,)
+
+    def get(self, request: Request) -> Response:
+        ratelimit.limit_ip(request, self.scope)
+        ratelimit.limit_account(request, self.scope, request.user.pk)
+        return Response(self.user_payload(request.user))

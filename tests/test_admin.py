@@ -8,8 +8,14 @@ from django.core import mail
 from django.test import Client
 from django.urls import reverse
 
-from kinwise_auth.models import AuthEvent, EmailIdentity, LinkToken, OutboxEmail
-from kinwise_auth.services import RequestMeta, register_user
+from kinwise_auth.models import (
+    AuthEvent,
+    EmailIdentity,
+    LinkToken,
+    LoginCode,
+    OutboxEmail,
+)
+from kinwise_auth.services import RequestMeta, register_user, request_login_code
 
 from .conftest import PASSWORD
 
@@ -26,11 +32,14 @@ def admin_client_(make_user: Any) -> Client:
     return client
 
 
-@pytest.mark.parametrize("model", [EmailIdentity, LinkToken, OutboxEmail, AuthEvent])
+@pytest.mark.parametrize(
+    "model", [EmailIdentity, LinkToken, LoginCode, OutboxEmail, AuthEvent]
+)
 def test_changelists_render_and_are_read_only(
     admin_client_: Client, model: Any
 ) -> None:
     register_user(email="a@example.com", password=PASSWORD, meta=RequestMeta())
+    request_login_code(email="root@example.com", meta=RequestMeta())
     opts = model._meta
     changelist = reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist")
     obj = model.objects.first()
@@ -49,17 +58,25 @@ def test_changelists_render_and_are_read_only(
     )
 
 
-def test_token_hashes_are_never_shown(admin_client_: Client) -> None:
+def test_token_and_code_hashes_are_never_shown(admin_client_: Client) -> None:
     register_user(email="a@example.com", password=PASSWORD, meta=RequestMeta())
+    request_login_code(email="root@example.com", meta=RequestMeta())
     token = LinkToken.objects.get()
+    code = LoginCode.objects.get()
     pages = [
         admin_client_.get(reverse("admin:kinwise_auth_linktoken_changelist")),
         admin_client_.get(
             reverse("admin:kinwise_auth_linktoken_change", args=[token.pk])
         ),
+        admin_client_.get(reverse("admin:kinwise_auth_logincode_changelist")),
+        admin_client_.get(
+            reverse("admin:kinwise_auth_logincode_change", args=[code.pk])
+        ),
     ]
     for page in pages:
+        assert page.status_code == 200
         assert token.token_hash not in page.content.decode()
+        assert code.code_hash not in page.content.decode()
 
 
 def test_requeue_action_sends_a_failed_email(admin_client_: Client) -> None:

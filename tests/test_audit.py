@@ -83,4 +83,8 @@ def test_every_event_has_a_signal() -> None:
         "verification_requested",
         "email_verified",
         "email_delivery_failed",
+        "login_code_requested",
+        "login_succeeded",
+        "login_failed",
+        "logged_out",
     }

@@ -29,6 +29,11 @@ ENDPOINTS = {
     ],
     "/api/v1/auth/verify-email/": ["token"],
     "/api/v1/auth/resend-verification/": ["email"],
+    "/api/v1/auth/otp/request/": ["email"],
+    "/api/v1/auth/otp/verify/": ["email", "code"],
+    "/api/v1/auth/login/": ["email", "password"],
+    "/api/v1/auth/token/refresh/": ["refresh"],
+    "/api/v1/auth/logout/": ["refresh"],
 }
 
 scalars = (

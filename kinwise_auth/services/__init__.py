@@ -11,8 +11,18 @@ from .email_verification import (
     resend_verification,
     verify_email,
 )
+from .login_code import request_login_code, verify_login_code
 from .meta import RequestMeta
+from .password_login import login_with_password
 from .registration import Registration, register_user
+from .sessions import (
+    SignIn,
+    logout,
+    parse_refresh,
+    refresh_session,
+    refresh_token_user_id,
+    sign_in,
+)
 
 __all__ = [
     "RequestMeta",
@@ -21,4 +31,13 @@ __all__ = [
     "Verification",
     "verify_email",
     "resend_verification",
+    "request_login_code",
+    "verify_login_code",
+    "login_with_password",
+    "SignIn",
+    "sign_in",
+    "parse_refresh",
+    "refresh_session",
+    "refresh_token_user_id",
+    "logout",
 ]

@@ -1,0 +1,46 @@
+"""Sign-in by email and password, through Django's ``authenticate()``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth import authenticate
+
+from .. import audit
+from ..errors import AuthError, EmailNotVerified, InvalidCredentials
+from .identities import find_identity
+from .meta import RequestMeta
+from .sessions import SignIn, sign_in
+
+__all__ = ["login_with_password"]
+
+
+def login_with_password(
+    *, email: str, password: str, meta: RequestMeta, auth_request: Any = None
+) -> SignIn:
+    """Sign in through the configured authentication backends.
+
+    Raises :class:`InvalidCredentials` for every wrong pair (an unknown address
+    costs a password hash too, in the package's backend) and for an account an
+    admin deactivated; :class:`EmailNotVerified` only after the correct password
+    of a pending account. ``auth_request`` is handed to ``authenticate()`` for
+    host backends that need the request; the service itself never reads it.
+    """
+    user = authenticate(auth_request, email=email, password=password)
+    if user is not None and user.is_active:
+        return sign_in(user, method="password", meta=meta)
+    identity = find_identity(email)
+    error: AuthError = InvalidCredentials()
+    if (
+        identity is not None
+        and not identity.is_verified
+        and identity.user.check_password(password)
+    ):
+        error = EmailNotVerified()
+    audit.record(
+        "login_failed",
+        user=identity.user if identity is not None else None,
+        meta=meta,
+        extra={"method": "password", "reason": error.code},
+    )
+    raise error

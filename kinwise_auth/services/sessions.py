@@ -1,0 +1,148 @@
+"""Signed-in sessions: issuing tokens, refreshing and revoking them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ImproperlyConfigured
+from django.db import transaction
+from django.utils.translation import gettext_lazy as _
+from rest_framework_simplejwt import settings as jwt_settings
+from rest_framework_simplejwt.exceptions import TokenBackendError, TokenError
+from rest_framework_simplejwt.state import token_backend
+from rest_framework_simplejwt.tokens import RefreshToken
+
+from .. import audit
+from ..conf import auth_settings
+from ..errors import InvalidToken, TokenNotValid
+from .meta import RequestMeta
+
+__all__ = [
+    "SignIn",
+    "sign_in",
+    "parse_refresh",
+    "refresh_session",
+    "refresh_token_user_id",
+    "logout",
+]
+
+INVALID_REFRESH = _("Invalid or expired refresh token.")
+
+
+@dataclass(frozen=True)
+class SignIn:
+    user: Any
+    tokens: dict[str, str]
+    method: str
+
+
+def sign_in(user: Any, *, method: str, meta: RequestMeta) -> SignIn:
+    """Issue tokens (``TOKEN_ISSUER``) for an authenticated, active user; audit it."""
+    if not user.is_active:
+        # A host backend may return inactive users; no flow hands them tokens.
+        raise ValueError("sign_in() refuses an inactive user")
+    tokens = auth_settings.TOKEN_ISSUER(user)
+    audit.record("login_succeeded", user=user, meta=meta, extra={"method": method})
+    return SignIn(user=user, tokens=tokens, method=method)
+
+
+def _jwt() -> Any:
+    # simplejwt rebinds its settings object when SIMPLE_JWT changes: read it late.
+    return jwt_settings.api_settings
+
+
+def _user_for(user_id: Any) -> Any:
+    if user_id is None:
+        return None
+    user = (
+        get_user_model()
+        ._default_manager.filter(**{_jwt().USER_ID_FIELD: user_id})
+        .first()
+    )
+    if user is None or not _jwt().USER_AUTHENTICATION_RULE(user):
+        return None
+    return user
+
+
+def parse_refresh(refresh: str) -> RefreshToken:
+    """A verified refresh token (signature, expiry, type, blacklist).
+
+    Raises :class:`TokenNotValid` otherwise.
+    """
+    try:
+        return RefreshToken(refresh)  # type: ignore[arg-type]
+    except TokenError:
+        raise TokenNotValid() from None
+
+
+def refresh_token_user_id(token: RefreshToken) -> Any:
+    return token.payload.get(_jwt().USER_ID_CLAIM)
+
+
+def refresh_session(token: RefreshToken) -> dict[str, str]:
+    """A new access token, and a rotated refresh token when simplejwt rotates.
+
+    Raises :class:`TokenNotValid` when the token's user was deleted or may no
+    longer sign in (simplejwt's own view answers a 500 for a deleted user). With
+    rotation and blacklisting on, the old token's outstanding row is locked while
+    it is blacklisted, so two concurrent refreshes of one token cannot both win.
+    """
+    if _user_for(refresh_token_user_id(token)) is None:
+        raise TokenNotValid()
+    data = {"access": str(token.access_token)}
+    if not _jwt().ROTATE_REFRESH_TOKENS:
+        return data
+    with transaction.atomic():
+        if _jwt().BLACKLIST_AFTER_ROTATION and hasattr(token, "blacklist"):
+            from rest_framework_simplejwt.token_blacklist.models import (
+                BlacklistedToken,
+                OutstandingToken,
+            )
+
+            jti = token[_jwt().JTI_CLAIM]
+            OutstandingToken.objects.select_for_update().filter(jti=jti).first()
+            if BlacklistedToken.objects.filter(token__jti=jti).exists():
+                raise TokenNotValid()  # a concurrent refresh rotated it first
+            token.blacklist()
+        token.set_jti()
+        token.set_exp()
+        token.set_iat()
+        token.outstand()
+    data["refresh"] = str(token)
+    return data
+
+
+def logout(*, refresh: str, meta: RequestMeta) -> None:
+    """Blacklist ``refresh``. A token already blacklisted is accepted again.
+
+    Raises :class:`InvalidToken` for anything that is not a live or revoked
+    refresh token of this site.
+    """
+    try:
+        token = RefreshToken(refresh)  # type: ignore[arg-type]
+    except TokenError:
+        if _already_blacklisted(refresh):
+            return
+        raise InvalidToken(INVALID_REFRESH) from None
+    if not hasattr(token, "blacklist"):
+        raise ImproperlyConfigured(
+            "logout/ needs rest_framework_simplejwt.token_blacklist in INSTALLED_APPS"
+        )
+    token.blacklist()
+    audit.record("logged_out", user=_user_for(refresh_token_user_id(token)), meta=meta)
+
+
+def _already_blacklisted(refresh: str) -> bool:
+    try:
+        payload = token_backend.decode(refresh, verify=True)  # type: ignore[arg-type]
+    except (TokenError, TokenBackendError):
+        return False
+    if payload.get(_jwt().TOKEN_TYPE_CLAIM) != "refresh":
+        return False
+    from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken
+
+    return BlacklistedToken.objects.filter(
+        token__jti=payload.get(_jwt().JTI_CLAIM)
+    ).exists()
