@@ -6,6 +6,14 @@ verify-email: token (locked), identity (locked), mark token used, mark identity
 verified, activate user, welcome outbox row, audit row; a used or unknown token
 stops after the reads.
 resend-verification: identity lookup, outbox row, audit row, whatever the account.
+otp/request: the same three, whatever the account.
+otp/verify: identity, the live code (locked), then either the attempt counter and
+a failure audit row, or marking it used and what a session costs: the outstanding
+refresh token (blacklist app), the audit row and ``last_login``.
+login: identity (the backend), then a session; a failure reads the identity again
+for the pending check and writes an audit row, on known and unknown addresses alike.
+token/refresh (no rotation): the blacklist check and the user.
+me: the user (JWT authentication).
 """
 
 from __future__ import annotations
@@ -16,7 +24,7 @@ from typing import Any
 import pytest
 from django.core import mail
 
-from .conftest import register_body
+from .conftest import PASSWORD, register_body
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -54,3 +62,61 @@ def test_verify_email(api: Any, broker: Any, assert_queries: Any) -> None:
         assert api.post(VERIFY, {"token": "x" * 43}, format="json").status_code == 400
     with assert_queries(0):
         assert api.post(VERIFY, {"token": 5}, format="json").status_code == 400
+
+
+def code_from_outbox() -> str:
+    match = re.search(r"^\s+(\d{6})$", mail.outbox[-1].body, re.MULTILINE)
+    assert match
+    return match.group(1)
+
+
+@pytest.mark.parametrize("email", ["a@example.com", "unknown@example.com"])
+def test_otp_request(
+    api: Any, make_user: Any, broker: Any, assert_queries: Any, email: str
+) -> None:
+    make_user("a@example.com")
+
+    with assert_queries(3):
+        api.post("/api/v1/auth/otp/request/", {"email": email}, format="json")
+
+    assert len(broker) == 1
+
+
+def test_otp_verify(api: Any, make_user: Any, broker: Any, assert_queries: Any) -> None:
+    make_user("a@example.com")
+    api.post("/api/v1/auth/otp/request/", {"email": "a@example.com"}, format="json")
+    broker.drain()
+    code = code_from_outbox()
+    url = "/api/v1/auth/otp/verify/"
+    bad = f"{(int(code) + 1) % 10**6:06d}"
+
+    with assert_queries(4):
+        api.post(url, {"email": "a@example.com", "code": bad}, format="json")
+    with assert_queries(2):
+        api.post(url, {"email": "nobody@example.com", "code": code}, format="json")
+    with assert_queries(6):
+        response = api.post(
+            url, {"email": "a@example.com", "code": code}, format="json"
+        )
+    assert response.status_code == 200
+
+
+def test_login_and_session(api: Any, make_user: Any, assert_queries: Any) -> None:
+    make_user("a@example.com")
+    url = "/api/v1/auth/login/"
+
+    with assert_queries(3):
+        api.post(url, {"email": "a@example.com", "password": "nope"}, format="json")
+    with assert_queries(3):
+        api.post(url, {"email": "zz@example.com", "password": "nope"}, format="json")
+    with assert_queries(4):
+        tokens = api.post(
+            url, {"email": "a@example.com", "password": PASSWORD}, format="json"
+        ).json()
+    with assert_queries(2):
+        api.post(
+            "/api/v1/auth/token/refresh/", {"refresh": tokens["refresh"]}, format="json"
+        )
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {tokens['access']}")
+    with assert_queries(1):
+        assert api.get("/api/v1/auth/me/").status_code == 200
