@@ -7,6 +7,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.contrib.auth.backends import ModelBackend
 from django.http import HttpRequest
+from django.views.decorators.debug import sensitive_variables
 
 from .services.identities import find_identity
 
@@ -23,6 +24,7 @@ class EmailBackend(ModelBackend):
     (``user_can_authenticate``), as Django's own backend does.
     """
 
+    @sensitive_variables()
     def authenticate(
         self,
         request: HttpRequest | None,

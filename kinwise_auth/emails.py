@@ -26,6 +26,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.template.loader import render_to_string
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from . import crypto
 from .conf import auth_settings
@@ -157,6 +158,7 @@ def _finish(outbox_id: int, status: str, **fields: Any) -> None:
     )
 
 
+@sensitive_variables()
 def deliver(outbox_id: int) -> str:
     """Claim, mint, render and send one outbox email; return the row's new status.
 
@@ -263,6 +265,7 @@ def build_link(path_template: str, token: str) -> str:
     return base + path_template.format(token=token)
 
 
+@sensitive_variables()
 def _render(email: _Email, user: Any | None) -> EmailMultiAlternatives:
     context = {
         "site_name": auth_settings.SITE_NAME,
@@ -286,6 +289,7 @@ def _render(email: _Email, user: Any | None) -> EmailMultiAlternatives:
     return message
 
 
+@sensitive_variables()
 def _mint_link_token(
     row: OutboxEmail, user: Any, purpose: str, lifetime: timedelta
 ) -> str:
@@ -309,6 +313,7 @@ def _mint_link_token(
     return token
 
 
+@sensitive_variables()
 def _verification(row: OutboxEmail) -> EmailMultiAlternatives | None:
     if row.user is None:
         return None
@@ -334,6 +339,7 @@ def _account_exists(row: OutboxEmail) -> EmailMultiAlternatives | None:
     return _render(_Email("account_exists", row.recipient), row.user)
 
 
+@sensitive_variables()
 def _login_code(row: OutboxEmail) -> EmailMultiAlternatives | None:
     user = row.user
     if user is None or not user.is_active:

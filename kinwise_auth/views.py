@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 from django.contrib.auth.signals import user_logged_in
 from django.db import transaction
 from django.utils.translation import gettext_lazy as _
+from django.views.decorators.debug import sensitive_variables
 from rest_framework import serializers, status
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.renderers import JSONRenderer
@@ -85,6 +86,7 @@ class AuthAPIView(APIView):
             ip=ratelimit.client_ip(request) or None, user_agent=user_agent
         )
 
+    @sensitive_variables()
     def validated(self, request: Request, data: Any) -> dict[str, Any]:
         """IP limit, then validation, then the email limit when there is an email."""
         ratelimit.limit_ip(request, self.scope)
@@ -100,6 +102,7 @@ class AuthAPIView(APIView):
     def user_payload(self, user: Any) -> Any:
         return auth_settings.USER_SERIALIZER(user).data
 
+    @sensitive_variables()
     def signed_in(self, request: Request, result: services.SignIn) -> Response:
         """The sign-in answer; Django's ``user_logged_in`` updates ``last_login``."""
         user_logged_in.send(
@@ -112,6 +115,7 @@ class RegisterView(AuthAPIView):
     scope = "register"
     serializer_class = RegisterSerializer
 
+    @sensitive_variables()
     def post(self, request: Request) -> Response:
         data = self.validated(request, request.data)
         try:
@@ -145,12 +149,14 @@ class VerifyEmailView(AuthAPIView):
     scope = "verify_email"
     serializer_class = VerifyEmailSerializer
 
+    @sensitive_variables()
     def post(self, request: Request) -> Response:
         return self._verify(request, request.data)
 
     def get(self, request: Request) -> Response:
         return self._verify(request, request.query_params)
 
+    @sensitive_variables()
     def _verify(self, request: Request, data: Any) -> Response:
         token = self.validated(request, data)["token"]
         result = services.verify_email(token=token, meta=self.meta(request))
@@ -175,6 +181,7 @@ class ResendVerificationView(AuthAPIView):
     scope = "resend_verification"
     serializer_class = EmailSerializer
 
+    @sensitive_variables()
     def post(self, request: Request) -> Response:
         email = self.validated(request, request.data)["email"]
         services.resend_verification(email=email, meta=self.meta(request))
@@ -187,6 +194,7 @@ class LoginCodeRequestView(AuthAPIView):
     scope = "otp_request"
     serializer_class = EmailSerializer
 
+    @sensitive_variables()
     def post(self, request: Request) -> Response:
         email = self.validated(request, request.data)["email"]
         services.request_login_code(email=email, meta=self.meta(request))
@@ -205,6 +213,7 @@ class LoginCodeVerifyView(AuthAPIView):
     scope = "otp_verify"
     serializer_class = LoginCodeSerializer
 
+    @sensitive_variables()
     def post(self, request: Request) -> Response:
         data = self.validated(request, request.data)
         result = services.verify_login_code(
@@ -220,6 +229,7 @@ class LoginView(AuthAPIView):
     serializer_class = LoginSerializer
     limit_email_per_request = False
 
+    @sensitive_variables()
     def post(self, request: Request) -> Response:
         data = self.validated(request, request.data)
         ratelimit.limit_email(request, self.scope, data["email"], increment=False)
@@ -240,6 +250,7 @@ class TokenRefreshView(AuthAPIView):
     scope = "token_refresh"
     serializer_class = RefreshSerializer
 
+    @sensitive_variables()
     def post(self, request: Request) -> Response:
         token = services.parse_refresh(self.validated(request, request.data)["refresh"])
         ratelimit.limit_account(
@@ -252,6 +263,7 @@ class LogoutView(AuthAPIView):
     scope = "logout"
     serializer_class = RefreshSerializer
 
+    @sensitive_variables()
     def post(self, request: Request) -> Response:
         refresh = self.validated(request, request.data)["refresh"]
         services.logout(refresh=refresh, meta=self.meta(request))

@@ -7,6 +7,7 @@ from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from .. import audit, crypto, emails
 from ..errors import AuthError, InvalidToken, TokenExpired
@@ -23,6 +24,7 @@ class Verification:
     already_verified: bool
 
 
+@sensitive_variables()
 def verify_email(*, token: str, meta: RequestMeta) -> Verification:
     """Activate the pending account the link token was minted for.
 

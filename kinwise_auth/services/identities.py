@@ -7,6 +7,7 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
+from django.views.decorators.debug import sensitive_variables
 
 from ..models import EmailIdentity
 from ..normalization import normalize_email
@@ -37,6 +38,7 @@ def _generated_username() -> str:
     return f"user_{uuid.uuid4().hex}"
 
 
+@sensitive_variables()
 def create_pending_user(
     *, email: str, password: str, profile: dict[str, str]
 ) -> tuple[Any, EmailIdentity]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.db import transaction
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from .. import audit, crypto, emails
 from ..conf import auth_settings
@@ -35,6 +36,7 @@ def request_login_code(*, email: str, meta: RequestMeta) -> None:
         audit.record("login_code_requested", user=user, meta=meta)
 
 
+@sensitive_variables()
 def verify_login_code(*, email: str, code: str, meta: RequestMeta) -> SignIn:
     """Sign in with the live code of ``email``'s account.
 

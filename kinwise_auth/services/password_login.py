@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth import authenticate
+from django.views.decorators.debug import sensitive_variables
 
 from .. import audit
 from ..errors import AuthError, EmailNotVerified, InvalidCredentials
@@ -15,6 +16,7 @@ from .sessions import SignIn, sign_in
 __all__ = ["login_with_password"]
 
 
+@sensitive_variables()
 def login_with_password(
     *, email: str, password: str, meta: RequestMeta, auth_request: Any = None
 ) -> SignIn:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from django.contrib.auth.hashers import make_password
 from django.db import IntegrityError, transaction
+from django.views.decorators.debug import sensitive_variables
 
 from .. import audit, emails
 from ..conf import auth_settings
@@ -25,6 +26,7 @@ class Registration:
     user_id: int | None
 
 
+@sensitive_variables()
 def register_user(
     *,
     email: str,

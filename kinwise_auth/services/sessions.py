@@ -9,6 +9,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django.utils.translation import gettext_lazy as _
+from django.views.decorators.debug import sensitive_variables
 from rest_framework_simplejwt import settings as jwt_settings
 from rest_framework_simplejwt.exceptions import TokenBackendError, TokenError
 from rest_framework_simplejwt.state import token_backend
@@ -66,6 +67,7 @@ def _user_for(user_id: Any) -> Any:
     return user
 
 
+@sensitive_variables()
 def parse_refresh(refresh: str) -> RefreshToken:
     """A verified refresh token (signature, expiry, type, blacklist).
 
@@ -81,6 +83,7 @@ def refresh_token_user_id(token: RefreshToken) -> Any:
     return token.payload.get(_jwt().USER_ID_CLAIM)
 
 
+@sensitive_variables()
 def refresh_session(token: RefreshToken) -> dict[str, str]:
     """A new access token, and a rotated refresh token when simplejwt rotates.
 
@@ -114,6 +117,7 @@ def refresh_session(token: RefreshToken) -> dict[str, str]:
     return data
 
 
+@sensitive_variables()
 def logout(*, refresh: str, meta: RequestMeta) -> None:
     """Blacklist ``refresh``. A token already blacklisted is accepted again.
 
@@ -134,6 +138,7 @@ def logout(*, refresh: str, meta: RequestMeta) -> None:
     audit.record("logged_out", user=_user_for(refresh_token_user_id(token)), meta=meta)
 
 
+@sensitive_variables()
 def _already_blacklisted(refresh: str) -> bool:
     try:
         payload = token_backend.decode(refresh, verify=True)  # type: ignore[arg-type]
