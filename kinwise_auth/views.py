@@ -14,6 +14,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
+from rest_framework_simplejwt import settings as jwt_settings
 from rest_framework_simplejwt.authentication import JWTAuthentication
 
 from . import ratelimit, services
@@ -266,6 +267,10 @@ class LogoutView(AuthAPIView):
     @sensitive_variables()
     def post(self, request: Request) -> Response:
         refresh = self.validated(request, request.data)["refresh"]
+        claims = services.refresh_claims(refresh)
+        if claims is not None:
+            user_id = claims.get(jwt_settings.api_settings.USER_ID_CLAIM)
+            ratelimit.limit_account(request, self.scope, user_id)
         services.logout(refresh=refresh, meta=self.meta(request))
         return Response(status=status.HTTP_205_RESET_CONTENT)
 

@@ -359,3 +359,15 @@ def test_the_token_issuer_hook_adds_claims(api: Any, alice: Any, settings: Any) 
 
     assert RefreshToken(login(api).json()["refresh"])["tenant"] == "acme"
     assert access
+
+
+def test_logout_is_limited_per_account(api: Any, alice: Any) -> None:
+    refresh_tokens = [
+        login(api, REMOTE_ADDR=f"10.10.0.{n}").json()["refresh"] for n in range(11)
+    ]
+    answers = [
+        api.post(LOGOUT, {"refresh": token}, format="json", REMOTE_ADDR=f"10.11.0.{n}")
+        for n, token in enumerate(refresh_tokens)
+    ]
+
+    assert [a.status_code for a in answers] == [205] * 10 + [429]

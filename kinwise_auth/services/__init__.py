@@ -19,6 +19,7 @@ from .sessions import (
     SignIn,
     logout,
     parse_refresh,
+    refresh_claims,
     refresh_session,
     refresh_token_user_id,
     sign_in,
@@ -39,5 +40,6 @@ __all__ = [
     "parse_refresh",
     "refresh_session",
     "refresh_token_user_id",
+    "refresh_claims",
     "logout",
 ]

@@ -26,6 +26,7 @@ __all__ = [
     "parse_refresh",
     "refresh_session",
     "refresh_token_user_id",
+    "refresh_claims",
     "logout",
 ]
 
@@ -139,12 +140,21 @@ def logout(*, refresh: str, meta: RequestMeta) -> None:
 
 
 @sensitive_variables()
-def _already_blacklisted(refresh: str) -> bool:
+def refresh_claims(refresh: str) -> dict[str, Any] | None:
+    """The claims of a genuine refresh token of this site, revoked or not."""
     try:
         payload = token_backend.decode(refresh, verify=True)  # type: ignore[arg-type]
     except (TokenError, TokenBackendError):
-        return False
+        return None
     if payload.get(_jwt().TOKEN_TYPE_CLAIM) != "refresh":
+        return None
+    return dict(payload)
+
+
+@sensitive_variables()
+def _already_blacklisted(refresh: str) -> bool:
+    payload = refresh_claims(refresh)
+    if payload is None:
         return False
     from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken
 
