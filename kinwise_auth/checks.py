@@ -15,6 +15,7 @@ __all__ = [
     "check_frontend_url",
     "check_rate_limits",
     "check_rate_limit_cache",
+    "check_account_deletion",
     "check_hooks",
     "check_blacklist_app",
 ]
@@ -122,6 +123,20 @@ def check_rate_limit_cache(**kwargs: Any) -> list[CheckMessage]:
             )
         ]
     return []
+
+
+@register
+def check_account_deletion(**kwargs: Any) -> list[CheckMessage]:
+    mode = auth_settings.ACCOUNT_DELETION
+    if mode in ("delete", "deactivate"):
+        return []
+    return [
+        Error(
+            f"KINWISE_AUTH['ACCOUNT_DELETION'] is {mode!r}.",
+            hint="Use 'delete' or 'deactivate'.",
+            id="kinwise_auth.E008",
+        )
+    ]
 
 
 @register

@@ -20,9 +20,17 @@ DEFAULTS: dict[str, Any] = {
     # Links in emails are FRONTEND_URL + the path; the host's Host header never is.
     "FRONTEND_URL": "",
     "VERIFY_EMAIL_PATH": "/verify-email?token={token}",
+    "PASSWORD_RESET_PATH": "/reset-password?token={token}",
+    "EMAIL_CHANGE_PATH": "/confirm-email-change?token={token}",
     "SITE_NAME": "KinWise",
     "EMAIL_FROM": None,  # None: settings.DEFAULT_FROM_EMAIL
     "EMAIL_VERIFICATION_LIFETIME": timedelta(hours=24),
+    "PASSWORD_RESET_LIFETIME": timedelta(hours=1),
+    "EMAIL_CHANGE_LIFETIME": timedelta(hours=24),
+    # Revoke every other refresh token of a user who changes their password.
+    "REVOKE_REFRESH_ON_PASSWORD_CHANGE": True,
+    # account/delete/: "delete" the user, or "deactivate" it and scrub its fields.
+    "ACCOUNT_DELETION": "delete",
     "LOGIN_CODE_LENGTH": 6,
     "LOGIN_CODE_LIFETIME": timedelta(minutes=10),
     "LOGIN_CODE_MAX_ATTEMPTS": 3,
@@ -40,6 +48,12 @@ DEFAULTS: dict[str, Any] = {
         "token_refresh": {"ip": "30/m", "account": "10/10m"},
         "logout": {"ip": "30/m", "account": "10/10m"},
         "me": {"ip": "30/m", "account": "10/10m"},
+        "password_reset": {"ip": "3/10m", "email": "3/10m"},
+        "password_reset_confirm": {"ip": "30/m"},
+        "password_change": {"ip": "30/m", "account": "10/10m"},
+        "email_change": {"ip": "30/m", "account": "10/10m", "email": "3/10m"},
+        "email_change_confirm": {"ip": "30/m"},
+        "account_delete": {"ip": "30/m", "account": "10/10m"},
     },
     "RATE_LIMIT_FAIL_OPEN": True,
     # Client IP: REMOTE_ADDR unless the host sits behind this many trusted proxies.
@@ -65,6 +79,8 @@ IMPORT_STRINGS = ("AUDIT_CALLABLE", "USER_SERIALIZER", "TOKEN_ISSUER")
 
 DURATION_KEYS = (
     "EMAIL_VERIFICATION_LIFETIME",
+    "PASSWORD_RESET_LIFETIME",
+    "EMAIL_CHANGE_LIFETIME",
     "LOGIN_CODE_LIFETIME",
     "OUTBOX_CLAIM_TIMEOUT",
     "OUTBOX_REDRIVE_AFTER",

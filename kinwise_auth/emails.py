@@ -291,7 +291,7 @@ def _render(email: _Email, user: Any | None) -> EmailMultiAlternatives:
 
 @sensitive_variables()
 def _mint_link_token(
-    row: OutboxEmail, user: Any, purpose: str, lifetime: timedelta
+    row: OutboxEmail, user: Any, purpose: str, lifetime: timedelta, email: str = ""
 ) -> str:
     """Mint a link token for ``user``, sent by ``row``, superseding live ones."""
     token = crypto.new_link_token()
@@ -300,20 +300,22 @@ def _mint_link_token(
         # Locking the identity serialises minting per user, so two emails delivered
         # at once cannot both leave a live token behind.
         EmailIdentity.objects.select_for_update().filter(user=user).first()
-        LinkToken.objects.filter(
-            user=user, purpose=purpose, used_at=None, superseded_at=None
-        ).update(superseded_at=now)
+        LinkToken.objects.filter(user=user, purpose=purpose).supersede()
         LinkToken.objects.create(
             user=user,
             purpose=purpose,
             token_hash=crypto.keyed_hash(token),
+            email=email,
             outbox=row,
             expires_at=now + lifetime,
         )
     return token
 
 
-@sensitive_variables()
+def _hours(lifetime: timedelta) -> float:
+    return round(lifetime.total_seconds() / 3600, 1)
+
+
 def _verification(row: OutboxEmail) -> EmailMultiAlternatives | None:
     if row.user is None:
         return None
@@ -324,7 +326,7 @@ def _verification(row: OutboxEmail) -> EmailMultiAlternatives | None:
     token = _mint_link_token(row, row.user, LinkToken.Purpose.VERIFY_EMAIL, lifetime)
     context = {
         "verification_url": build_link(auth_settings.VERIFY_EMAIL_PATH, token),
-        "expires_hours": round(lifetime.total_seconds() / 3600, 1),
+        "expires_hours": _hours(lifetime),
     }
     return _render(_Email("verify_email", row.recipient, context), row.user)
 
@@ -333,10 +335,6 @@ def _welcome(row: OutboxEmail) -> EmailMultiAlternatives | None:
     if row.user is None or not row.user.is_active:
         return None
     return _render(_Email("welcome", row.recipient), row.user)
-
-
-def _account_exists(row: OutboxEmail) -> EmailMultiAlternatives | None:
-    return _render(_Email("account_exists", row.recipient), row.user)
 
 
 @sensitive_variables()
@@ -353,9 +351,7 @@ def _login_code(row: OutboxEmail) -> EmailMultiAlternatives | None:
     with transaction.atomic():
         # Serialise minting per user: one live code at a time, the newest.
         EmailIdentity.objects.select_for_update().filter(user=user).first()
-        LoginCode.objects.filter(user=user, used_at=None, superseded_at=None).update(
-            superseded_at=now
-        )
+        LoginCode.objects.filter(user=user).supersede()
         LoginCode.objects.create(
             user=user,
             code_hash=crypto.keyed_hash(crypto.login_code_message(user.pk, code)),
@@ -370,9 +366,58 @@ def _login_code(row: OutboxEmail) -> EmailMultiAlternatives | None:
     return _render(_Email("login_code", row.recipient, context), user)
 
 
+@sensitive_variables()
+def _password_reset(row: OutboxEmail) -> EmailMultiAlternatives | None:
+    user = row.user
+    if user is None:
+        return None
+    identity = EmailIdentity.objects.filter(user=user).first()
+    if identity is None or (identity.is_verified and not user.is_active):
+        return None  # unknown, or deactivated by an admin: no link
+    lifetime = auth_settings.PASSWORD_RESET_LIFETIME
+    token = _mint_link_token(row, user, LinkToken.Purpose.PASSWORD_RESET, lifetime)
+    context = {
+        "reset_url": build_link(auth_settings.PASSWORD_RESET_PATH, token),
+        "expires_hours": _hours(lifetime),
+    }
+    return _render(_Email("password_reset", row.recipient, context), user)
+
+
+@sensitive_variables()
+def _email_change(row: OutboxEmail) -> EmailMultiAlternatives | None:
+    user = row.user
+    new_email = str(row.context.get("new_email", ""))
+    if user is None or not user.is_active or not new_email:
+        return None
+    lifetime = auth_settings.EMAIL_CHANGE_LIFETIME
+    token = _mint_link_token(
+        row, user, LinkToken.Purpose.EMAIL_CHANGE, lifetime, email=new_email
+    )
+    context = {
+        "confirm_url": build_link(auth_settings.EMAIL_CHANGE_PATH, token),
+        "new_email": new_email,
+        "expires_hours": _hours(lifetime),
+    }
+    return _render(_Email("email_change", row.recipient, context), user)
+
+
+def _notice(template: str) -> Callable[[OutboxEmail], EmailMultiAlternatives | None]:
+    """A message with no secret, sent whatever became of the user since."""
+
+    def build(row: OutboxEmail) -> EmailMultiAlternatives | None:
+        return _render(_Email(template, row.recipient, dict(row.context)), row.user)
+
+    return build
+
+
 BUILDERS: dict[str, Callable[[OutboxEmail], EmailMultiAlternatives | None]] = {
     Kind.VERIFY_EMAIL: _verification,
     Kind.WELCOME: _welcome,
-    Kind.ACCOUNT_EXISTS: _account_exists,
+    Kind.ACCOUNT_EXISTS: _notice("account_exists"),
     Kind.LOGIN_CODE: _login_code,
+    Kind.PASSWORD_RESET: _password_reset,
+    Kind.PASSWORD_CHANGED: _notice("password_changed"),
+    Kind.EMAIL_CHANGE: _email_change,
+    Kind.EMAIL_CHANGED: _notice("email_changed"),
+    Kind.GOODBYE: _notice("goodbye"),
 }

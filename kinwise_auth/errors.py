@@ -23,6 +23,7 @@ __all__ = [
     "ServiceUnavailable",
     "RequestTooLarge",
     "EmailTaken",
+    "PasswordRejected",
 ]
 
 
@@ -108,3 +109,15 @@ class RequestTooLarge(AuthError):
     code = "request_too_large"
     status = 413
     default_detail = _("The request body is too large.")
+
+
+class PasswordRejected(AuthError):
+    """The new password fails ``AUTH_PASSWORD_VALIDATORS``; reported on ``field``."""
+
+    code = "password_invalid"
+    default_detail = _("This password is not allowed.")
+
+    def __init__(self, messages: list[str], field: str = "new_password") -> None:
+        self.messages = messages
+        self.field = field
+        super().__init__(" ".join(messages))

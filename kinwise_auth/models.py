@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
@@ -44,16 +46,31 @@ class EmailIdentity(models.Model):
         return self.verified_at is not None
 
 
+class SecretQuerySet(models.QuerySet[Any]):
+    """Queries shared by link tokens and login codes."""
+
+    def live(self) -> SecretQuerySet:
+        """Neither used nor superseded (it may still have expired)."""
+        return self.filter(used_at=None, superseded_at=None)
+
+    def supersede(self) -> int:
+        """Retire every live secret in this queryset; the next one minted wins."""
+        return self.live().update(superseded_at=timezone.now())
+
+
 class LinkToken(models.Model):
     """A single-use emailed link token, stored only as a keyed hash.
 
     ``purpose`` scopes a token to one flow: a verification token never resets a
     password. ``outbox`` is the email that carried it, so a re-run of that email
-    supersedes the token it minted before.
+    supersedes the token it minted before. ``email`` is the address an email-change
+    link proves (empty for the other purposes).
     """
 
     class Purpose(models.TextChoices):
         VERIFY_EMAIL = "verify_email", _("email verification")
+        PASSWORD_RESET = "password_reset", _("password reset")
+        EMAIL_CHANGE = "email_change", _("email change")
 
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -62,6 +79,7 @@ class LinkToken(models.Model):
     )
     purpose = models.CharField(_("purpose"), max_length=32, choices=Purpose.choices)
     token_hash = models.CharField(_("token hash"), max_length=64, unique=True)
+    email = models.CharField(_("email"), max_length=254, blank=True)
     outbox = models.ForeignKey(
         "OutboxEmail",
         on_delete=models.SET_NULL,
@@ -73,6 +91,8 @@ class LinkToken(models.Model):
     expires_at = models.DateTimeField(_("expires at"))
     used_at = models.DateTimeField(_("used at"), null=True, blank=True)
     superseded_at = models.DateTimeField(_("superseded at"), null=True, blank=True)
+
+    objects = SecretQuerySet.as_manager()
 
     class Meta:
         verbose_name = _("link token")
@@ -118,6 +138,8 @@ class LoginCode(models.Model):
     used_at = models.DateTimeField(_("used at"), null=True, blank=True)
     superseded_at = models.DateTimeField(_("superseded at"), null=True, blank=True)
 
+    objects = SecretQuerySet.as_manager()
+
     class Meta:
         verbose_name = _("login code")
         verbose_name_plural = _("login codes")
@@ -141,6 +163,11 @@ class OutboxEmail(models.Model):
         WELCOME = "welcome", _("welcome")
         ACCOUNT_EXISTS = "account_exists", _("account already exists")
         LOGIN_CODE = "login_code", _("login code")
+        PASSWORD_RESET = "password_reset", _("password reset link")
+        PASSWORD_CHANGED = "password_changed", _("password changed notice")
+        EMAIL_CHANGE = "email_change", _("email change link")
+        EMAIL_CHANGED = "email_changed", _("email changed notice")
+        GOODBYE = "goodbye", _("goodbye")
 
     class Status(models.TextChoices):
         PENDING = "pending", _("pending")

@@ -16,11 +16,15 @@ __all__ = [
     "StrictCharField",
     "StrictEmailField",
     "RegisterSerializer",
-    "VerifyEmailSerializer",
+    "TokenSerializer",
     "EmailSerializer",
     "LoginCodeSerializer",
     "LoginSerializer",
     "RefreshSerializer",
+    "PasswordResetConfirmSerializer",
+    "PasswordChangeSerializer",
+    "EmailChangeSerializer",
+    "PasswordSerializer",
     "UserPayloadSerializer",
 ]
 
@@ -91,11 +95,7 @@ class RegisterSerializer(serializers.Serializer[Any]):
     last_name = name_field()
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        if attrs["password"] != attrs["password_confirm"]:
-            raise serializers.ValidationError(
-                {"password_confirm": [_("Passwords do not match.")]},
-                code="password_mismatch",
-            )
+        check_confirmation(attrs, "password")
         user_model = get_user_model()
         # An unsaved user lets the similarity validator compare with the profile.
         candidate = user_model(
@@ -115,8 +115,44 @@ class RegisterSerializer(serializers.Serializer[Any]):
         return attrs
 
 
-class VerifyEmailSerializer(serializers.Serializer[Any]):
+class TokenSerializer(serializers.Serializer[Any]):
     token = StrictCharField(max_length=256)
+
+
+def check_confirmation(attrs: dict[str, Any], field: str) -> None:
+    if attrs[field] != attrs[f"{field}_confirm"]:
+        raise serializers.ValidationError(
+            {f"{field}_confirm": [_("Passwords do not match.")]},
+            code="password_mismatch",
+        )
+
+
+class PasswordResetConfirmSerializer(TokenSerializer):
+    new_password = password_field()
+    new_password_confirm = password_field()
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        check_confirmation(attrs, "new_password")
+        return attrs
+
+
+class PasswordChangeSerializer(serializers.Serializer[Any]):
+    current_password = password_field()
+    new_password = password_field()
+    new_password_confirm = password_field()
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        check_confirmation(attrs, "new_password")
+        return attrs
+
+
+class EmailChangeSerializer(serializers.Serializer[Any]):
+    new_email = StrictEmailField()
+    password = password_field()
+
+
+class PasswordSerializer(serializers.Serializer[Any]):
+    password = password_field()
 
 
 def digits_only(value: str) -> None:

@@ -19,6 +19,12 @@ __all__ = [
     "login_succeeded",
     "login_failed",
     "logged_out",
+    "password_reset_requested",
+    "password_reset",
+    "password_changed",
+    "email_change_requested",
+    "email_changed",
+    "account_deleted",
     "EVENT_SIGNALS",
 ]
 
@@ -60,6 +66,30 @@ login_failed = Signal()
 # user_agent, extra.
 logged_out = Signal()
 
+# A reset link was asked for (password/reset/). The delivery task sends one only
+# to an active or pending account. Arguments: user (None for an unknown address),
+# ip, user_agent, extra.
+password_reset_requested = Signal()
+
+# A password was set from a reset link; every refresh token was revoked.
+# Arguments: user, ip, user_agent, extra.
+password_reset = Signal()
+
+# A signed-in user changed their password. Arguments: user, ip, user_agent, extra.
+password_changed = Signal()
+
+# A signed-in user asked to move to a new address (the link goes there, or the
+# address's holder is told). Arguments: user, ip, user_agent, extra.
+email_change_requested = Signal()
+
+# The new address was confirmed and is now the account's. Arguments: user, ip,
+# user_agent, extra: {"old_email", "new_email"}.
+email_changed = Signal()
+
+# An account was deleted (or deactivated and scrubbed). Sent before the user row
+# goes. Arguments: user, ip, user_agent, extra: {"mode": "delete" | "deactivate"}.
+account_deleted = Signal()
+
 EVENT_SIGNALS: dict[str, Signal] = {
     "user_registered": user_registered,
     "registration_for_existing_email": registration_for_existing_email,
@@ -70,4 +100,10 @@ EVENT_SIGNALS: dict[str, Signal] = {
     "login_succeeded": login_succeeded,
     "login_failed": login_failed,
     "logged_out": logged_out,
+    "password_reset_requested": password_reset_requested,
+    "password_reset": password_reset,
+    "password_changed": password_changed,
+    "email_change_requested": email_change_requested,
+    "email_changed": email_changed,
+    "account_deleted": account_deleted,
 }

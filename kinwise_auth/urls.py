@@ -22,4 +22,20 @@ urlpatterns = [
     path("token/refresh/", views.TokenRefreshView.as_view(), name="token-refresh"),
     path("logout/", views.LogoutView.as_view(), name="logout"),
     path("me/", views.MeView.as_view(), name="me"),
+    path("password/reset/", views.PasswordResetView.as_view(), name="password-reset"),
+    path(
+        "password/reset/confirm/",
+        views.PasswordResetConfirmView.as_view(),
+        name="password-reset-confirm",
+    ),
+    path(
+        "password/change/", views.PasswordChangeView.as_view(), name="password-change"
+    ),
+    path("email/change/", views.EmailChangeView.as_view(), name="email-change"),
+    path(
+        "email/change/confirm/",
+        views.EmailChangeConfirmView.as_view(),
+        name="email-change-confirm",
+    ),
+    path("account/delete/", views.AccountDeleteView.as_view(), name="account-delete"),
 ]

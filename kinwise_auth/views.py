@@ -19,16 +19,20 @@ from rest_framework_simplejwt.authentication import JWTAuthentication
 
 from . import ratelimit, services
 from .conf import auth_settings
-from .errors import EmailTaken, InvalidCredentials, RequestTooLarge
+from .errors import EmailTaken, InvalidCredentials, PasswordRejected, RequestTooLarge
 from .exceptions import exception_handler
 from .parsers import BoundedJSONParser
 from .serializers import (
+    EmailChangeSerializer,
     EmailSerializer,
     LoginCodeSerializer,
     LoginSerializer,
+    PasswordChangeSerializer,
+    PasswordResetConfirmSerializer,
+    PasswordSerializer,
     RefreshSerializer,
     RegisterSerializer,
-    VerifyEmailSerializer,
+    TokenSerializer,
 )
 
 __all__ = [
@@ -42,6 +46,12 @@ __all__ = [
     "TokenRefreshView",
     "LogoutView",
     "MeView",
+    "PasswordResetView",
+    "PasswordResetConfirmView",
+    "PasswordChangeView",
+    "EmailChangeView",
+    "EmailChangeConfirmView",
+    "AccountDeleteView",
 ]
 
 
@@ -87,6 +97,9 @@ class AuthAPIView(APIView):
             ip=ratelimit.client_ip(request) or None, user_agent=user_agent
         )
 
+    #: The body field whose address keys the per-email limit (None: no such limit).
+    email_field: ClassVar[str | None] = "email"
+
     @sensitive_variables()
     def validated(self, request: Request, data: Any) -> dict[str, Any]:
         """IP limit, then validation, then the email limit when there is an email."""
@@ -94,11 +107,9 @@ class AuthAPIView(APIView):
         serializer = self.serializer_class(data=data)
         serializer.is_valid(raise_exception=True)
         values: dict[str, Any] = dict(serializer.validated_data)
-        if "email" in values and self.limit_email_per_request:
-            ratelimit.limit_email(request, self.scope, values["email"])
+        if self.email_field and self.email_field in values:
+            ratelimit.limit_email(request, self.scope, values[self.email_field])
         return values
-
-    limit_email_per_request = True
 
     def user_payload(self, user: Any) -> Any:
         return auth_settings.USER_SERIALIZER(user).data
@@ -110,6 +121,32 @@ class AuthAPIView(APIView):
             sender=result.user.__class__, request=request._request, user=result.user
         )
         return Response({**result.tokens, "user": self.user_payload(result.user)})
+
+
+class SignedInAPIView(AuthAPIView):
+    """An endpoint for a signed-in user: JWT only (a host's session auth never
+    applies), limited per IP and per account."""
+
+    authentication_classes = (JWTAuthentication,)
+    permission_classes = (IsAuthenticated,)
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)
+        ratelimit.limit_ip(request, self.scope)
+        ratelimit.limit_account(request, self.scope, request.user.pk)
+
+    @sensitive_variables()
+    def validated(self, request: Request, data: Any) -> dict[str, Any]:
+        serializer = self.serializer_class(data=data)
+        serializer.is_valid(raise_exception=True)
+        values: dict[str, Any] = dict(serializer.validated_data)
+        if self.email_field and self.email_field in values:
+            ratelimit.limit_email(request, self.scope, values[self.email_field])
+        return values
+
+
+def password_rejected(exc: PasswordRejected) -> serializers.ValidationError:
+    return serializers.ValidationError({exc.field: exc.messages}, code=exc.code)
 
 
 class RegisterView(AuthAPIView):
@@ -148,7 +185,7 @@ class VerifyEmailView(AuthAPIView):
     but leaves the token in access logs."""
 
     scope = "verify_email"
-    serializer_class = VerifyEmailSerializer
+    serializer_class = TokenSerializer
 
     @sensitive_variables()
     def post(self, request: Request) -> Response:
@@ -228,7 +265,7 @@ class LoginView(AuthAPIView):
 
     scope = "login"
     serializer_class = LoginSerializer
-    limit_email_per_request = False
+    email_field = None  # counted below, failures only
 
     @sensitive_variables()
     def post(self, request: Request) -> Response:
@@ -275,14 +312,112 @@ class LogoutView(AuthAPIView):
         return Response(status=status.HTTP_205_RESET_CONTENT)
 
 
-class MeView(AuthAPIView):
-    """The signed-in user. JWT only: a host's session auth never applies here."""
-
+class MeView(SignedInAPIView):
     scope = "me"
-    authentication_classes = (JWTAuthentication,)
-    permission_classes = (IsAuthenticated,)
 
     def get(self, request: Request) -> Response:
-        ratelimit.limit_ip(request, self.scope)
-        ratelimit.limit_account(request, self.scope, request.user.pk)
         return Response(self.user_payload(request.user))
+
+
+class PasswordResetView(AuthAPIView):
+    scope = "password_reset"
+    serializer_class = EmailSerializer
+
+    def post(self, request: Request) -> Response:
+        email = self.validated(request, request.data)["email"]
+        services.request_password_reset(email=email, meta=self.meta(request))
+        return Response(
+            {
+                "message": _(
+                    "If an account uses this email, a password reset link has been "
+                    "sent to it."
+                )
+            }
+        )
+
+
+class PasswordResetConfirmView(AuthAPIView):
+    scope = "password_reset_confirm"
+    serializer_class = PasswordResetConfirmSerializer
+
+    @sensitive_variables()
+    def post(self, request: Request) -> Response:
+        data = self.validated(request, request.data)
+        try:
+            services.reset_password(
+                token=data["token"],
+                new_password=data["new_password"],
+                meta=self.meta(request),
+            )
+        except PasswordRejected as exc:
+            raise password_rejected(exc) from None
+        return Response(
+            {"message": _("Your password has been reset. You can now sign in.")}
+        )
+
+
+class PasswordChangeView(SignedInAPIView):
+    scope = "password_change"
+    serializer_class = PasswordChangeSerializer
+
+    @sensitive_variables()
+    def post(self, request: Request) -> Response:
+        data = self.validated(request, request.data)
+        try:
+            tokens = services.change_password(
+                user=request.user,
+                current_password=data["current_password"],
+                new_password=data["new_password"],
+                meta=self.meta(request),
+            )
+        except PasswordRejected as exc:
+            raise password_rejected(exc) from None
+        return Response({"message": _("Your password has been changed."), **tokens})
+
+
+class EmailChangeView(SignedInAPIView):
+    scope = "email_change"
+    serializer_class = EmailChangeSerializer
+    email_field = "new_email"
+
+    @sensitive_variables()
+    def post(self, request: Request) -> Response:
+        data = self.validated(request, request.data)
+        services.request_email_change(
+            user=request.user,
+            new_email=data["new_email"],
+            password=data["password"],
+            meta=self.meta(request),
+        )
+        return Response(
+            {
+                "message": _(
+                    "If the address can be used, a confirmation link has been sent "
+                    "to it."
+                )
+            }
+        )
+
+
+class EmailChangeConfirmView(AuthAPIView):
+    scope = "email_change_confirm"
+    serializer_class = TokenSerializer
+
+    @sensitive_variables()
+    def post(self, request: Request) -> Response:
+        token = self.validated(request, request.data)["token"]
+        user = services.confirm_email_change(token=token, meta=self.meta(request))
+        return Response(self.user_payload(user))
+
+
+class AccountDeleteView(SignedInAPIView):
+    scope = "account_delete"
+    serializer_class = PasswordSerializer
+
+    @sensitive_variables()
+    def post(self, request: Request) -> Response:
+        password = self.validated(request, request.data)["password"]
+        services.delete_account(
+            user=request.user, password=password, meta=self.meta(request)
+        )
+        return Response(status=status.HTTP_204_NO_CONTENT)

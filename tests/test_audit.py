@@ -87,4 +87,10 @@ def test_every_event_has_a_signal() -> None:
         "login_succeeded",
         "login_failed",
         "logged_out",
+        "password_reset_requested",
+        "password_reset",
+        "password_changed",
+        "email_change_requested",
+        "email_changed",
+        "account_deleted",
     }

@@ -105,3 +105,12 @@ def test_w001_blacklist_app_missing(settings: Any) -> None:
     assert "kinwise_auth.W001" in ids(
         KINWISE_AUTH=FRONTEND, CACHES=REDIS, INSTALLED_APPS=apps
     )
+
+
+def test_e008_account_deletion_mode() -> None:
+    assert "kinwise_auth.E008" in ids(
+        KINWISE_AUTH={**FRONTEND, "ACCOUNT_DELETION": "purge"}, CACHES=REDIS
+    )
+    assert "kinwise_auth.E008" not in ids(
+        KINWISE_AUTH={**FRONTEND, "ACCOUNT_DELETION": "deactivate"}, CACHES=REDIS
+    )

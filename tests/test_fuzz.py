@@ -34,6 +34,23 @@ ENDPOINTS = {
     "/api/v1/auth/login/": ["email", "password"],
     "/api/v1/auth/token/refresh/": ["refresh"],
     "/api/v1/auth/logout/": ["refresh"],
+    "/api/v1/auth/password/reset/": ["email"],
+    "/api/v1/auth/password/reset/confirm/": [
+        "token",
+        "new_password",
+        "new_password_confirm",
+    ],
+    "/api/v1/auth/email/change/confirm/": ["token"],
+}
+
+SIGNED_IN_ENDPOINTS = {
+    "/api/v1/auth/password/change/": [
+        "current_password",
+        "new_password",
+        "new_password_confirm",
+    ],
+    "/api/v1/auth/email/change/": ["new_email", "password"],
+    "/api/v1/auth/account/delete/": ["password"],
 }
 
 scalars = (
@@ -102,6 +119,30 @@ def test_any_query_string_is_answered_below_500(query: dict[str, str]) -> None:
     response = APIClient().get("/api/v1/auth/verify-email/", query)
 
     assert response.status_code < 500, (query, response.content)
+
+
+@override_settings(RATELIMIT_ENABLE=False)
+@pytest.mark.parametrize("url", list(SIGNED_IN_ENDPOINTS))
+@FUZZ
+@given(data=st.data())
+def test_signed_in_endpoints_answer_any_json_below_500(
+    url: str, data: Any, make_user: Any
+) -> None:
+    from rest_framework_simplejwt.tokens import RefreshToken
+
+    from kinwise_auth.models import EmailIdentity
+
+    identity = EmailIdentity.objects.filter(email="fuzz@example.com").first()
+    user = identity.user if identity else make_user("fuzz@example.com")
+    client = APIClient()
+    client.credentials(
+        HTTP_AUTHORIZATION=f"Bearer {RefreshToken.for_user(user).access_token}"
+    )
+    body = data.draw(bodies(SIGNED_IN_ENDPOINTS[url]))
+
+    response = client.post(url, json.dumps(body), content_type="application/json")
+
+    assert response.status_code < 500, (body, response.content)
 
 
 @pytest.mark.parametrize("method", ["get", "put", "patch", "delete"])

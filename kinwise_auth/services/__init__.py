@@ -6,6 +6,8 @@ they raise :class:`~kinwise_auth.errors.AuthError`.
 
 from __future__ import annotations
 
+from .account import delete_account
+from .email_change import confirm_email_change, request_email_change
 from .email_verification import (
     Verification,
     resend_verification,
@@ -13,6 +15,7 @@ from .email_verification import (
 )
 from .login_code import request_login_code, verify_login_code
 from .meta import RequestMeta
+from .password import change_password, request_password_reset, reset_password
 from .password_login import login_with_password
 from .registration import Registration, register_user
 from .sessions import (
@@ -42,4 +45,10 @@ __all__ = [
     "refresh_token_user_id",
     "refresh_claims",
     "logout",
+    "request_password_reset",
+    "reset_password",
+    "change_password",
+    "request_email_change",
+    "confirm_email_change",
+    "delete_account",
 ]

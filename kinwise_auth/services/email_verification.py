@@ -9,10 +9,11 @@ from django.db import transaction
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from .. import audit, crypto, emails
-from ..errors import AuthError, InvalidToken, TokenExpired
-from ..models import EmailIdentity, LinkToken, OutboxEmail
+from .. import audit, emails
+from ..errors import InvalidToken
+from ..models import LinkToken, OutboxEmail
 from .identities import find_identity
+from .link_tokens import lock_link, require_live
 from .meta import RequestMeta
 
 __all__ = ["Verification", "verify_email", "resend_verification"]
@@ -36,43 +37,27 @@ def verify_email(*, token: str, meta: RequestMeta) -> Verification:
     deactivated.
     """
     now = timezone.now()
-    error: AuthError | None = None
     with transaction.atomic():
-        link = (
-            LinkToken.objects.select_for_update(of=("self",))
-            .select_related("user")
-            .filter(
-                purpose=LinkToken.Purpose.VERIFY_EMAIL,
-                token_hash__in=crypto.candidate_hashes(token),
-            )
-            .first()
-        )
-        identity = (
-            EmailIdentity.objects.select_for_update().filter(user=link.user).first()
-            if link is not None
-            else None
-        )
-        if link is None or identity is None or link.superseded_at is not None:
-            error = InvalidToken()
-        elif link.used_at is not None or identity.is_verified:
+        found = lock_link(token, LinkToken.Purpose.VERIFY_EMAIL)
+        if found is None or found[0].superseded_at is not None:
+            raise InvalidToken()
+        link, identity = found
+        if link.used_at is not None or identity.is_verified:
             if link.used_at is None:
                 link.used_at = now
                 link.save(update_fields=["used_at"])
             return Verification(user=link.user, already_verified=True)
-        elif link.expires_at <= now:
-            error = TokenExpired()
-        else:
-            user = link.user
-            link.used_at = now
-            link.save(update_fields=["used_at"])
-            identity.verified_at = now
-            identity.save(update_fields=["verified_at"])
-            user.is_active = True
-            user.save(update_fields=["is_active"])
-            emails.queue(OutboxEmail.Kind.WELCOME, user=user, recipient=identity.email)
-            audit.record("email_verified", user=user, meta=meta)
-            return Verification(user=user, already_verified=False)
-    raise error
+        require_live(link, now)
+        user = link.user
+        link.used_at = now
+        link.save(update_fields=["used_at"])
+        identity.verified_at = now
+        identity.save(update_fields=["verified_at"])
+        user.is_active = True
+        user.save(update_fields=["is_active"])
+        emails.queue(OutboxEmail.Kind.WELCOME, user=user, recipient=identity.email)
+        audit.record("email_verified", user=user, meta=meta)
+        return Verification(user=user, already_verified=False)
 
 
 def resend_verification(*, email: str, meta: RequestMeta) -> None:

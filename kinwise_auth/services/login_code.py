@@ -56,7 +56,8 @@ def verify_login_code(*, email: str, code: str, meta: RequestMeta) -> SignIn:
         if identity is not None and identity.user.is_active and identity.is_verified:
             live = (
                 LoginCode.objects.select_for_update()
-                .filter(user=user, used_at=None, superseded_at=None)
+                .filter(user=user)
+                .live()
                 .order_by("-created_at")
                 .first()
             )

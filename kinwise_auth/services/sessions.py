@@ -23,11 +23,13 @@ from .meta import RequestMeta
 __all__ = [
     "SignIn",
     "sign_in",
+    "issue_tokens",
     "parse_refresh",
     "refresh_session",
     "refresh_token_user_id",
     "refresh_claims",
     "logout",
+    "revoke_refresh_tokens",
 ]
 
 INVALID_REFRESH = _("Invalid or expired refresh token.")
@@ -45,9 +47,14 @@ def sign_in(user: Any, *, method: str, meta: RequestMeta) -> SignIn:
     if not user.is_active:
         # A host backend may return inactive users; no flow hands them tokens.
         raise ValueError("sign_in() refuses an inactive user")
-    tokens = auth_settings.TOKEN_ISSUER(user)
+    tokens = issue_tokens(user)
     audit.record("login_succeeded", user=user, meta=meta, extra={"method": method})
     return SignIn(user=user, tokens=tokens, method=method)
+
+
+def issue_tokens(user: Any) -> dict[str, str]:
+    """A token pair from the ``TOKEN_ISSUER`` hook."""
+    return dict(auth_settings.TOKEN_ISSUER(user))
 
 
 def _jwt() -> Any:
@@ -161,3 +168,27 @@ def _already_blacklisted(refresh: str) -> bool:
     return BlacklistedToken.objects.filter(
         token__jti=payload.get(_jwt().JTI_CLAIM)
     ).exists()
+
+
+def revoke_refresh_tokens(user: Any) -> int:
+    """Blacklist every outstanding refresh token of ``user``; return how many.
+
+    Access tokens already issued stay valid until they expire: keep
+    ``ACCESS_TOKEN_LIFETIME`` short. Without simplejwt's blacklist app there is
+    nothing to revoke (system check ``kinwise_auth.W001`` warns).
+    """
+    from django.apps import apps
+
+    if not apps.is_installed("rest_framework_simplejwt.token_blacklist"):
+        return 0
+    from rest_framework_simplejwt.token_blacklist.models import (
+        BlacklistedToken,
+        OutstandingToken,
+    )
+
+    live = OutstandingToken.objects.filter(user=user, blacklistedtoken__isnull=True)
+    return len(
+        BlacklistedToken.objects.bulk_create(
+            [BlacklistedToken(token=token) for token in live], ignore_conflicts=True
+        )
+    )

@@ -1,0 +1,70 @@
+"""Deleting an account."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.utils.translation import gettext_lazy as _
+from django.views.decorators.debug import sensitive_variables
+
+from .. import audit, emails
+from ..conf import auth_settings
+from ..errors import InvalidCredentials
+from ..models import EmailIdentity, OutboxEmail
+from .meta import RequestMeta
+from .sessions import revoke_refresh_tokens
+
+__all__ = ["delete_account"]
+
+
+@sensitive_variables()
+def delete_account(*, user: Any, password: str, meta: RequestMeta) -> None:
+    """Delete ``user`` (or deactivate and scrub it, ``ACCOUNT_DELETION``).
+
+    Raises :class:`InvalidCredentials` for a wrong password. Refresh tokens are
+    revoked, a goodbye email goes to the address, and the audit trail stays with
+    its user reference cleared. Scrubbing frees the address for a new account.
+    """
+    if not user.check_password(password):
+        audit.record(
+            "account_delete_failed",
+            user=user,
+            meta=meta,
+            extra={"reason": "invalid_credentials"},
+        )
+        raise InvalidCredentials(_("The password is not correct."))
+    identity = EmailIdentity.objects.filter(user=user).first()
+    email_field = get_user_model().get_email_field_name()
+    address = identity.email if identity else getattr(user, email_field)
+    with transaction.atomic():
+        revoke_refresh_tokens(user)
+        audit.record(
+            "account_deleted",
+            user=user,
+            meta=meta,
+            extra={"mode": auth_settings.ACCOUNT_DELETION},
+        )
+        if address:
+            # No user on the row: it must outlive the user it says goodbye to.
+            emails.queue(OutboxEmail.Kind.GOODBYE, recipient=address)
+        if auth_settings.ACCOUNT_DELETION == "deactivate":
+            _scrub(user)
+        else:
+            user.delete()
+
+
+def _scrub(user: Any) -> None:
+    user_model = get_user_model()
+    EmailIdentity.objects.filter(user=user).delete()
+    placeholder = f"deleted-{user.pk}@invalid"
+    setattr(user, user_model.get_email_field_name(), placeholder)
+    if user_model.get_email_field_name() != user_model.USERNAME_FIELD:
+        setattr(user, user_model.USERNAME_FIELD, f"deleted-{user.pk}")
+    for name in ("first_name", "last_name"):
+        if hasattr(user, name):
+            setattr(user, name, "")
+    user.is_active = False
+    user.set_unusable_password()
+    user.save()

@@ -1,0 +1,45 @@
+"""Checking emailed link tokens, shared by every flow that consumes one."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.views.decorators.debug import sensitive_variables
+
+from .. import crypto
+from ..errors import InvalidToken, TokenExpired
+from ..models import EmailIdentity, LinkToken
+
+__all__ = ["lock_link", "require_live"]
+
+
+@sensitive_variables()
+def lock_link(token: str, purpose: str) -> tuple[LinkToken, EmailIdentity] | None:
+    """The token's row and its user's identity, both locked; None if unknown.
+
+    Call inside ``transaction.atomic()``: the locks make N simultaneous uses of
+    one link succeed once. The token is found by its keyed hash under the current
+    and the fallback secret keys.
+    """
+    link = (
+        LinkToken.objects.select_for_update(of=("self",))
+        .select_related("user")
+        .filter(purpose=purpose, token_hash__in=crypto.candidate_hashes(token))
+        .first()
+    )
+    if link is None:
+        return None
+    identity = EmailIdentity.objects.select_for_update().filter(user=link.user).first()
+    if identity is None:
+        return None
+    return link, identity
+
+
+def require_live(link: LinkToken, now: datetime, invalid: Any = None) -> None:
+    """Raise :class:`InvalidToken` for a used or superseded link and
+    :class:`TokenExpired` for a live one past its expiry."""
+    if link.used_at is not None or link.superseded_at is not None:
+        raise InvalidToken(invalid)
+    if link.expires_at <= now:
+        raise TokenExpired()

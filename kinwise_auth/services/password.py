@@ -1,0 +1,129 @@
+"""Password reset by emailed link, and password change while signed in."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+from django.views.decorators.debug import sensitive_variables
+
+from .. import audit, emails
+from ..conf import auth_settings
+from ..errors import InvalidCredentials, InvalidToken, PasswordRejected
+from ..models import LinkToken, OutboxEmail
+from .identities import find_identity
+from .link_tokens import lock_link, require_live
+from .meta import RequestMeta
+from .sessions import issue_tokens, revoke_refresh_tokens
+
+__all__ = ["request_password_reset", "reset_password", "change_password"]
+
+INVALID_RESET_LINK = _("Invalid or already used password reset link.")
+
+
+@sensitive_variables()
+def check_new_password(password: str, user: Any) -> None:
+    """Apply ``AUTH_PASSWORD_VALIDATORS``; raise :class:`PasswordRejected`."""
+    try:
+        validate_password(password, user=user)
+    except ValidationError as exc:
+        raise PasswordRejected(list(exc.messages)) from None
+
+
+def request_password_reset(*, email: str, meta: RequestMeta) -> None:
+    """Queue a reset link for ``email``.
+
+    Same work whatever the address; the delivery task sends a link only to an
+    active or pending account, never to one an admin deactivated.
+    """
+    with transaction.atomic():
+        identity = find_identity(email)
+        user = identity.user if identity is not None else None
+        emails.queue(
+            OutboxEmail.Kind.PASSWORD_RESET,
+            user=user,
+            recipient=identity.email if identity is not None else email,
+        )
+        audit.record("password_reset_requested", user=user, meta=meta)
+
+
+@sensitive_variables()
+def reset_password(*, token: str, new_password: str, meta: RequestMeta) -> Any:
+    """Set the password of the reset link's user; return the user.
+
+    The link works once, and not after a newer one was sent. It also proves the
+    mailbox: a pending account becomes verified and active (and is welcomed); an
+    account an admin deactivated stays so and its link is refused. Every refresh
+    token of the user is revoked and a notice is emailed. Raises
+    :class:`InvalidToken`, :class:`TokenExpired` or :class:`PasswordRejected`
+    (the link stays usable then).
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        found = lock_link(token, LinkToken.Purpose.PASSWORD_RESET)
+        if found is None:
+            raise InvalidToken(INVALID_RESET_LINK)
+        link, identity = found
+        require_live(link, now, invalid=INVALID_RESET_LINK)
+        user = link.user
+        if identity.is_verified and not user.is_active:
+            raise InvalidToken(INVALID_RESET_LINK)  # deactivated by an admin
+        check_new_password(new_password, user)
+        user.set_password(new_password)
+        fields = ["password"]
+        if not identity.is_verified:
+            identity.verified_at = now
+            identity.save(update_fields=["verified_at"])
+            user.is_active = True
+            fields.append("is_active")
+            emails.queue(OutboxEmail.Kind.WELCOME, user=user, recipient=identity.email)
+        user.save(update_fields=fields)
+        link.used_at = now
+        link.save(update_fields=["used_at"])
+        LinkToken.objects.filter(
+            user=user, purpose=LinkToken.Purpose.PASSWORD_RESET
+        ).supersede()
+        revoke_refresh_tokens(user)
+        emails.queue(
+            OutboxEmail.Kind.PASSWORD_CHANGED, user=user, recipient=identity.email
+        )
+        audit.record("password_reset", user=user, meta=meta)
+    return user
+
+
+@sensitive_variables()
+def change_password(
+    *, user: Any, current_password: str, new_password: str, meta: RequestMeta
+) -> dict[str, str]:
+    """Change a signed-in user's password; return a fresh token pair.
+
+    Raises :class:`InvalidCredentials` for a wrong current password and
+    :class:`PasswordRejected` for a new one the validators refuse. Every other
+    refresh token is revoked unless ``REVOKE_REFRESH_ON_PASSWORD_CHANGE`` is off;
+    the caller keeps working with the pair returned.
+    """
+    if not user.check_password(current_password):
+        audit.record(
+            "password_change_failed",
+            user=user,
+            meta=meta,
+            extra={"reason": "invalid_credentials"},
+        )
+        raise InvalidCredentials(_("The current password is not correct."))
+    check_new_password(new_password, user)
+    identity = getattr(user, "kinwise_identity", None)
+    recipient = (
+        identity.email if identity else getattr(user, user.get_email_field_name())
+    )
+    with transaction.atomic():
+        user.set_password(new_password)
+        user.save(update_fields=["password"])
+        if auth_settings.REVOKE_REFRESH_ON_PASSWORD_CHANGE:
+            revoke_refresh_tokens(user)
+        emails.queue(OutboxEmail.Kind.PASSWORD_CHANGED, user=user, recipient=recipient)
+        audit.record("password_changed", user=user, meta=meta)
+        return issue_tokens(user)
