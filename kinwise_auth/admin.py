@@ -73,11 +73,9 @@ class OutboxEmailAdmin(ReadOnlyAdmin):
 
     @admin.action(description=_("Re-queue the selected emails"))
     def requeue(self, request: HttpRequest, queryset: QuerySet[OutboxEmail]) -> None:
-        ids = list(
-            queryset.exclude(status=OutboxEmail.Status.SENT).values_list(
-                "pk", flat=True
-            )
-        )
+        # Not rows being sent right now: that could send one email twice.
+        resendable = [OutboxEmail.Status.FAILED, OutboxEmail.Status.PENDING]
+        ids = list(queryset.filter(status__in=resendable).values_list("pk", flat=True))
         published = emails.requeue(ids)
         self.message_user(
             request,

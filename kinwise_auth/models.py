@@ -106,10 +106,6 @@ class LinkToken(models.Model):
         # Never the hash: admin lists and logs show which token, not what it is.
         return f"{self.get_purpose_display()} #{self.pk}"
 
-    @property
-    def is_live(self) -> bool:
-        return self.used_at is None and self.superseded_at is None
-
 
 class LoginCode(models.Model):
     """A one-time sign-in code, stored only as a keyed hash bound to its user.

@@ -12,6 +12,8 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
 
+from .normalization import normalize_email
+
 __all__ = [
     "StrictCharField",
     "StrictEmailField",
@@ -50,6 +52,15 @@ class StrictCharField(serializers.CharField):
         return str(super().to_internal_value(data))
 
 
+def fits_when_normalized(value: str) -> None:
+    """NFKC can lengthen an address (the ligature U+FB03 becomes three letters):
+    the normal form must fit the identity table too."""
+    if len(normalize_email(value)) > 254:
+        raise serializers.ValidationError(
+            _("This address is too long."), code="invalid"
+        )
+
+
 class StrictEmailField(serializers.EmailField):
     """An email address given as a string, at most 254 characters, no controls."""
 
@@ -57,6 +68,7 @@ class StrictEmailField(serializers.EmailField):
         kwargs.setdefault("max_length", 254)
         super().__init__(**kwargs)
         self.validators.insert(0, reject_control_characters)
+        self.validators.append(fits_when_normalized)
 
     def to_internal_value(self, data: Any) -> str:
         if not isinstance(data, str):

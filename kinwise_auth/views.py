@@ -6,9 +6,12 @@ from typing import Any, ClassVar
 
 from django.contrib.auth.signals import user_logged_in
 from django.db import transaction
+from django.http import QueryDict
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.debug import sensitive_variables
 from rest_framework import serializers, status
+from rest_framework.metadata import SimpleMetadata
+from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
@@ -68,6 +71,9 @@ class AuthAPIView(APIView):
     parser_classes = (BoundedJSONParser,)
     renderer_classes = (JSONRenderer,)
     throttle_classes = ()
+    content_negotiation_class = DefaultContentNegotiation
+    metadata_class = SimpleMetadata
+    versioning_class = None
     scope: ClassVar[str]
     serializer_class: ClassVar[type[serializers.Serializer[Any]]]
 
@@ -131,8 +137,9 @@ class SignedInAPIView(AuthAPIView):
     permission_classes = (IsAuthenticated,)
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
-        super().initial(request, *args, **kwargs)
+        # Per IP before authentication, so a flood of bad tokens is limited too.
         ratelimit.limit_ip(request, self.scope)
+        super().initial(request, *args, **kwargs)
         ratelimit.limit_account(request, self.scope, request.user.pk)
 
     @sensitive_variables()
@@ -191,8 +198,14 @@ class VerifyEmailView(AuthAPIView):
     def post(self, request: Request) -> Response:
         return self._verify(request, request.data)
 
+    @sensitive_variables()
     def get(self, request: Request) -> Response:
-        return self._verify(request, request.query_params)
+        data = request.query_params.copy()
+        # Keep the token out of error reports of this request (they show the URL
+        # and its query); a web server's access log still has it: prefer POST.
+        request._request.GET = QueryDict(mutable=True)
+        request._request.META["QUERY_STRING"] = ""
+        return self._verify(request, data)
 
     @sensitive_variables()
     def _verify(self, request: Request, data: Any) -> Response:

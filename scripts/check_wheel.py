@@ -10,21 +10,21 @@ import venv
 import zipfile
 from pathlib import Path
 
-REQUIRED = [
-    "kinwise_auth/py.typed",
-    "kinwise_auth/migrations/0001_initial.py",
-    "kinwise_auth/templates/kinwise_auth/email/verify_email.txt",
-    "kinwise_auth/templates/kinwise_auth/email/verify_email.html",
-    "kinwise_auth/templates/kinwise_auth/email/verify_email_subject.txt",
-    "kinwise_auth/templates/kinwise_auth/email/welcome.html",
-    "kinwise_auth/templates/kinwise_auth/email/account_exists.txt",
-]
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def required() -> list[str]:
+    """Every migration and template of the source tree, and the typing marker."""
+    package = ROOT / "kinwise_auth"
+    files = [package / "py.typed", *package.glob("migrations/*.py")]
+    files += [p for p in (package / "templates").rglob("*") if p.is_file()]
+    return sorted(str(p.relative_to(ROOT)) for p in files)
 
 
 def main(dist: Path) -> int:
     (wheel,) = dist.glob("kinwise_auth-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    missing = [name for name in REQUIRED if name not in names]
+    missing = [name for name in required() if name not in names]
     if missing:
         print(f"{wheel.name} lacks: {missing}")
         return 1

@@ -261,3 +261,35 @@ def test_resend_is_limited_per_email(api: Any) -> None:
 
     assert response.status_code == 429
     assert response.json()["code"] == "rate_limited"
+
+
+def test_get_form_keeps_the_token_out_of_error_reports(
+    api: Any, registered: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import logging
+
+    from django.views.debug import ExceptionReporter
+    from django.views.decorators.debug import sensitive_variables
+
+    from kinwise_auth import crypto
+
+    @sensitive_variables()
+    def explode(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(crypto, "candidate_hashes", explode)
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logging.getLogger("django.request").addHandler(handler)
+    api.raise_request_exception = False
+    try:
+        response = api.get(VERIFY, {"token": registered})
+    finally:
+        logging.getLogger("django.request").removeHandler(handler)
+    (record,) = [r for r in records if r.exc_info]
+    report = ExceptionReporter(record.request, *record.exc_info).get_traceback_html()  # type: ignore[attr-defined, misc]
+
+    assert response.status_code == 500
+    assert "Request URL" in report
+    assert registered not in report

@@ -283,4 +283,4 @@ def test_subject_is_a_single_line(settings: Any, tmp_path: Any) -> None:
     register()
 
     assert mail.outbox[0].subject == "Line one Bcc: x@evil.com"
-    assert "Bcc" not in mail.outbox[0].message().get("Bcc", "")
+    assert mail.outbox[0].message()["Bcc"] is None

@@ -180,18 +180,36 @@ def test_login_is_limited_per_ip(api: Any, alice: Any) -> None:
     assert login(api).status_code == 429
 
 
+class AllowInactiveBackend:
+    """A host backend that (wrongly) returns inactive users."""
+
+    def authenticate(
+        self, request: Any, email: str | None = None, password: str | None = None
+    ) -> Any:
+        from kinwise_auth.services.identities import find_identity
+
+        identity = find_identity(email or "")
+        if identity and identity.user.check_password(password):
+            return identity.user
+        return None
+
+    def get_user(self, user_id: Any) -> Any:
+        return None
+
+
 def test_a_host_backend_returning_an_inactive_user_gets_no_token(
     api: Any, make_user: Any, settings: Any
 ) -> None:
-    settings.AUTHENTICATION_BACKENDS = [
-        "django.contrib.auth.backends.AllowAllUsersModelBackend"
-    ]
-    user = make_user("banned@example.com", active=False)
-    username = getattr(user, user.USERNAME_FIELD)
+    settings.AUTHENTICATION_BACKENDS = [f"{__name__}.AllowInactiveBackend"]
+    make_user("banned@example.com", active=False)
+    make_user("alice@example.com")
 
-    response = api.post(LOGIN, {"email": username, "password": PASSWORD}, format="json")
+    banned = login(api, email="banned@example.com")
+    active = login(api, email="alice@example.com")
 
-    assert response.status_code == 400
+    assert banned.status_code == 400
+    assert banned.json()["code"] == "invalid_credentials"
+    assert active.status_code == 200  # the backend is used
 
 
 # --- token/refresh/ -------------------------------------------------------------
@@ -242,14 +260,21 @@ def test_refresh_for_an_inactive_or_deleted_user_is_401(
     }
 
 
+def test_refresh_of_a_junk_token_is_401(api: Any) -> None:
+    response = api.post(REFRESH, {"refresh": "junk"}, format="json")
+
+    assert response.status_code == 401
+    assert response.json()["code"] == "token_not_valid"
+
+
 @pytest.mark.parametrize(
-    "body",
-    [{"refresh": "junk"}, {"refresh": ""}, {"refresh": 5}, {}, {"refresh": ["a"]}],
+    "body", [{"refresh": ""}, {"refresh": 5}, {}, {"refresh": ["a"]}]
 )
-def test_refresh_rejects_junk(api: Any, body: Any) -> None:
+def test_refresh_of_a_malformed_body_is_400(api: Any, body: Any) -> None:
     response = api.post(REFRESH, body, format="json")
 
-    assert response.status_code in (400, 401)
+    assert response.status_code == 400
+    assert "refresh" in response.json() or "non_field_errors" in response.json()
 
 
 def test_an_access_token_is_not_a_refresh_token(

@@ -39,7 +39,6 @@ INVALID_REFRESH = _("Invalid or expired refresh token.")
 class SignIn:
     user: Any
     tokens: dict[str, str]
-    method: str
 
 
 def sign_in(user: Any, *, method: str, meta: RequestMeta) -> SignIn:
@@ -49,7 +48,7 @@ def sign_in(user: Any, *, method: str, meta: RequestMeta) -> SignIn:
         raise ValueError("sign_in() refuses an inactive user")
     tokens = issue_tokens(user)
     audit.record("login_succeeded", user=user, meta=meta, extra={"method": method})
-    return SignIn(user=user, tokens=tokens, method=method)
+    return SignIn(user=user, tokens=tokens)
 
 
 def issue_tokens(user: Any) -> dict[str, str]:
