@@ -203,7 +203,7 @@ class VerifyEmailView(AuthAPIView):
         data = request.query_params.copy()
         # Keep the token out of error reports of this request (they show the URL
         # and its query); a web server's access log still has it: prefer POST.
-        request._request.GET = QueryDict()  # type: ignore[assignment]
+        request._request.GET = QueryDict()
         request._request.META["QUERY_STRING"] = ""
         return self._verify(request, data)
 
