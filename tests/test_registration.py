@@ -378,3 +378,44 @@ def test_limits_are_settings(api: Any) -> None:
     second = api.post(URL, register_body("b@example.com"), format="json")
 
     assert (first.status_code, second.status_code) == (201, 429)
+
+
+def test_a_taken_address_costs_what_a_new_one_does(
+    api: Any, make_user: Any, broker: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django.contrib.auth.hashers import get_hasher
+    from django.db.models.signals import post_save
+
+    make_user("taken@example.com")
+    users_before = get_user_model()._default_manager.count()
+    hasher = type(get_hasher())
+    hashes: list[int] = []
+    original = hasher.encode
+    monkeypatch.setattr(
+        hasher,
+        "encode",
+        lambda self, *a, **k: hashes.append(1) or original(self, *a, **k),
+    )
+    saved: list[Any] = []
+    post_save.connect(
+        lambda **kw: saved.append(kw["instance"]), weak=False, dispatch_uid="t"
+    )
+    try:
+        api.post(URL, register_body("taken@example.com"), format="json")
+        taken = (len(hashes), len(broker), list(saved))
+        hashes.clear()
+        broker.clear()
+        api.post(
+            URL,
+            register_body("fresh@example.com"),
+            format="json",
+            REMOTE_ADDR="10.9.9.9",
+        )
+        fresh = (len(hashes), len(broker))
+    finally:
+        post_save.disconnect(dispatch_uid="t")
+
+    assert taken[:2] == fresh == (1, 1)
+    # The throwaway account was rolled back and no host receiver saw it.
+    assert not [obj for obj in taken[2] if obj.__class__ is get_user_model()]
+    assert get_user_model()._default_manager.count() == users_before + 1

@@ -12,7 +12,7 @@ from django.views.decorators.debug import sensitive_variables
 from ..models import EmailIdentity
 from ..normalization import normalize_email
 
-__all__ = ["find_identity", "create_pending_user"]
+__all__ = ["find_identity", "create_pending_user", "spend_like_a_new_account"]
 
 
 def find_identity(email: str, *, for_update: bool = False) -> EmailIdentity | None:
@@ -72,3 +72,38 @@ def create_pending_user(
                 raise
             username = _generated_username()
     raise AssertionError("unreachable")
+
+
+class _Discard(Exception):
+    pass
+
+
+@sensitive_variables()
+def spend_like_a_new_account(password: str) -> None:
+    """Do the work of creating an account, then roll it back.
+
+    A registration for a taken address must cost what a new one does: one
+    password hash and the same inserts (rule 5 of the threat model, asserted by
+    counting queries). ``bulk_create`` sends no ``post_save``, so host receivers
+    never see the throwaway rows.
+    """
+    user_model = get_user_model()
+    placeholder = f"{uuid.uuid4().hex}@invalid.invalid"
+    fields: dict[str, Any] = {user_model.get_email_field_name(): placeholder}
+    if user_model.get_email_field_name() != user_model.USERNAME_FIELD:
+        fields[user_model.USERNAME_FIELD] = _generated_username()
+    user = user_model(is_active=False, **fields)
+    user.set_password(password)
+    try:
+        with transaction.atomic():
+            user_model._default_manager.bulk_create([user])
+            EmailIdentity.objects.bulk_create(
+                [
+                    EmailIdentity(
+                        user=user, email=placeholder, email_normalized=placeholder
+                    )
+                ]
+            )
+            raise _Discard
+    except (_Discard, IntegrityError):
+        pass

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.contrib.auth.hashers import make_password
 from django.db import IntegrityError, transaction
 from django.views.decorators.debug import sensitive_variables
 
@@ -12,7 +11,7 @@ from .. import audit, emails
 from ..conf import auth_settings
 from ..errors import EmailTaken
 from ..models import OutboxEmail
-from .identities import create_pending_user, find_identity
+from .identities import create_pending_user, find_identity, spend_like_a_new_account
 from .meta import RequestMeta
 
 __all__ = ["Registration", "register_user"]
@@ -62,8 +61,7 @@ def register_user(
 
         if not auth_settings.PREVENT_ENUMERATION:
             raise EmailTaken()
-        # The same password hash a new account costs, so timing does not tell.
-        make_password(password)
+        spend_like_a_new_account(password)
         if identity is None:
             holder, recipient = None, email
             kind = OutboxEmail.Kind.ACCOUNT_EXISTS
