@@ -31,6 +31,7 @@ from django.views.decorators.debug import sensitive_variables
 from . import crypto
 from .conf import auth_settings
 from .models import EmailIdentity, LinkToken, LoginCode, OutboxEmail
+from .normalization import normalize_email
 
 __all__ = [
     "TRANSIENT_ERRORS",
@@ -289,6 +290,20 @@ def _render(email: _Email, user: Any | None) -> EmailMultiAlternatives:
     return message
 
 
+def _identity_at(row: OutboxEmail) -> EmailIdentity | None:
+    """The row's user's identity, if the row is still addressed to it.
+
+    A secret goes only to the account's current address: a reset asked for
+    before the user moved to another address must not reach the old one.
+    """
+    if row.user is None:
+        return None
+    identity = EmailIdentity.objects.filter(user=row.user).first()
+    if identity is None or identity.email_normalized != normalize_email(row.recipient):
+        return None
+    return identity
+
+
 @sensitive_variables()
 def _mint_link_token(
     row: OutboxEmail, user: Any, purpose: str, lifetime: timedelta, email: str = ""
@@ -319,7 +334,7 @@ def _hours(lifetime: timedelta) -> float:
 def _verification(row: OutboxEmail) -> EmailMultiAlternatives | None:
     if row.user is None:
         return None
-    identity = EmailIdentity.objects.filter(user=row.user).first()
+    identity = _identity_at(row)
     if identity is None or identity.is_verified:
         return None  # nothing to verify any more: the address is proven or gone
     lifetime = auth_settings.EMAIL_VERIFICATION_LIFETIME
@@ -342,7 +357,7 @@ def _login_code(row: OutboxEmail) -> EmailMultiAlternatives | None:
     user = row.user
     if user is None or not user.is_active:
         return None  # unknown, pending or deactivated: no code, same answer
-    identity = EmailIdentity.objects.filter(user=user).first()
+    identity = _identity_at(row)
     if identity is None or not identity.is_verified:
         return None
     lifetime = auth_settings.LOGIN_CODE_LIFETIME
@@ -371,7 +386,7 @@ def _password_reset(row: OutboxEmail) -> EmailMultiAlternatives | None:
     user = row.user
     if user is None:
         return None
-    identity = EmailIdentity.objects.filter(user=user).first()
+    identity = _identity_at(row)
     if identity is None or (identity.is_verified and not user.is_active):
         return None  # unknown, or deactivated by an admin: no link
     lifetime = auth_settings.PASSWORD_RESET_LIFETIME

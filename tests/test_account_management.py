@@ -483,3 +483,61 @@ def test_link_tokens_are_kept_apart_by_purpose(alice: Any, api: Any) -> None:
 
     assert response.json()["code"] == "invalid_token"
     assert LinkToken.objects.get().used_at is None
+
+
+# --- flows retire each other's links ------------------------------------------
+
+
+def test_moving_to_a_new_address_kills_a_reset_link_sent_to_the_old(
+    api: Any, alice: Any, session: dict[str, str]
+) -> None:
+    api.post(RESET, {"email": "alice@example.com"}, format="json")
+    old_reset = reset_token()
+    request_change(bearer(session["access"]), "new@example.com")
+    api.post(EMAIL_CONFIRM, {"token": change_token()}, format="json")
+
+    assert confirm_reset(api, old_reset).json()["code"] == "invalid_token"
+
+
+def test_a_reset_queued_before_a_move_is_not_sent_to_the_old_address(
+    api: Any, alice: Any, session: dict[str, str], broker: Any
+) -> None:
+    api.post(RESET, {"email": "alice@example.com"}, format="json")
+    reset_row = OutboxEmail.objects.get(kind="password_reset")
+    waiting = list(broker)  # the reset, not delivered yet
+    broker.clear()
+    request_change(bearer(session["access"]), "new@example.com")
+    broker.drain()
+    api.post(EMAIL_CONFIRM, {"token": change_token()}, format="json")
+    broker.extend(waiting)
+    broker.drain()
+
+    reset_row.refresh_from_db()
+    assert reset_row.status == OutboxEmail.Status.SKIPPED
+    assert not LinkToken.objects.filter(purpose="password_reset").exists()
+
+
+def test_a_reset_kills_a_pending_email_change(
+    api: Any, alice: Any, session: dict[str, str]
+) -> None:
+    request_change(bearer(session["access"]), "evil@example.com")
+    change_link = change_token()
+    api.post(RESET, {"email": "alice@example.com"}, format="json")
+
+    confirm_reset(api, reset_token())
+    response = api.post(EMAIL_CONFIRM, {"token": change_link}, format="json")
+
+    assert response.json()["code"] == "invalid_token"
+    assert EmailIdentity.objects.get(user=alice).email == "alice@example.com"
+
+
+def test_a_password_change_kills_a_pending_email_change(
+    api: Any, alice: Any, session: dict[str, str]
+) -> None:
+    request_change(bearer(session["access"]), "evil@example.com")
+    change_link = change_token()
+
+    change(bearer(session["access"]))
+
+    response = api.post(EMAIL_CONFIRM, {"token": change_link}, format="json")
+    assert response.json()["code"] == "invalid_token"

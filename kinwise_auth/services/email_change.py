@@ -15,7 +15,7 @@ from ..errors import EmailTaken, InvalidCredentials, InvalidToken
 from ..models import LinkToken, OutboxEmail
 from ..normalization import normalize_email
 from .identities import find_identity
-from .link_tokens import lock_link, require_live
+from .link_tokens import lock_link, require_live, retire_secrets
 from .meta import RequestMeta
 
 __all__ = ["request_email_change", "confirm_email_change"]
@@ -93,9 +93,7 @@ def confirm_email_change(*, token: str, meta: RequestMeta) -> Any:
             raise EmailTaken() from None
         link.used_at = now
         link.save(update_fields=["used_at"])
-        LinkToken.objects.filter(
-            user=user, purpose=LinkToken.Purpose.EMAIL_CHANGE
-        ).supersede()
+        retire_secrets(user)
         emails.queue(
             OutboxEmail.Kind.EMAIL_CHANGED,
             user=user,

@@ -9,9 +9,9 @@ from django.views.decorators.debug import sensitive_variables
 
 from .. import crypto
 from ..errors import InvalidToken, TokenExpired
-from ..models import EmailIdentity, LinkToken
+from ..models import EmailIdentity, LinkToken, LoginCode
 
-__all__ = ["lock_link", "require_live"]
+__all__ = ["lock_link", "require_live", "retire_secrets"]
 
 
 @sensitive_variables()
@@ -43,3 +43,14 @@ def require_live(link: LinkToken, now: datetime, invalid: Any = None) -> None:
         raise InvalidToken(invalid)
     if link.expires_at <= now:
         raise TokenExpired()
+
+
+def retire_secrets(user: Any) -> None:
+    """Supersede every live link and login code of ``user``.
+
+    After a password reset or change, or a move to another address, nothing
+    mailed before may still act on the account: not a reset link sent to an
+    address the user left, nor an email change an intruder started.
+    """
+    LinkToken.objects.filter(user=user).supersede()
+    LoginCode.objects.filter(user=user).supersede()

@@ -16,7 +16,7 @@ from ..conf import auth_settings
 from ..errors import InvalidCredentials, InvalidToken, PasswordRejected
 from ..models import LinkToken, OutboxEmail
 from .identities import find_identity
-from .link_tokens import lock_link, require_live
+from .link_tokens import lock_link, require_live, retire_secrets
 from .meta import RequestMeta
 from .sessions import issue_tokens, revoke_refresh_tokens
 
@@ -84,9 +84,7 @@ def reset_password(*, token: str, new_password: str, meta: RequestMeta) -> Any:
         user.save(update_fields=fields)
         link.used_at = now
         link.save(update_fields=["used_at"])
-        LinkToken.objects.filter(
-            user=user, purpose=LinkToken.Purpose.PASSWORD_RESET
-        ).supersede()
+        retire_secrets(user)
         revoke_refresh_tokens(user)
         emails.queue(
             OutboxEmail.Kind.PASSWORD_CHANGED, user=user, recipient=identity.email
@@ -122,6 +120,7 @@ def change_password(
     with transaction.atomic():
         user.set_password(new_password)
         user.save(update_fields=["password"])
+        retire_secrets(user)
         if auth_settings.REVOKE_REFRESH_ON_PASSWORD_CHANGE:
             revoke_refresh_tokens(user)
         emails.queue(OutboxEmail.Kind.PASSWORD_CHANGED, user=user, recipient=recipient)
