@@ -188,7 +188,10 @@ def test_an_expired_reset_link(api: Any, alice: Any, settings: Any) -> None:
     }
     api.post(RESET, {"email": "alice@example.com"}, format="json")
 
-    assert confirm_reset(api, reset_token()).json()["code"] == "token_expired"
+    assert confirm_reset(api, reset_token()).json() == {
+        "detail": "This password reset link has expired. Request a new one.",
+        "code": "token_expired",
+    }
 
 
 def test_a_weak_new_password_keeps_the_link_usable(api: Any, alice: Any) -> None:
@@ -258,6 +261,7 @@ def test_change_keeps_this_session_and_revokes_the_others(
     assert bearer(body["access"]).get("/api/v1/auth/me/").status_code == 200
     assert sign_in(api, password=NEW_PASSWORD).status_code == 200
     assert mail.outbox[-1].subject == "Your KinWise password was changed"
+    assert "signed out of your other sessions" in mail.outbox[-1].body
     assert AuthEvent.objects.filter(event_type="password_changed").count() == 1
 
 
@@ -275,6 +279,7 @@ def test_revoking_on_change_is_a_setting(
         api.post(REFRESH, {"refresh": session["refresh"]}, format="json").status_code
         == 200
     )
+    assert "signed out" not in mail.outbox[-1].body
 
 
 def test_change_with_a_wrong_current_password(session: dict[str, str]) -> None:
@@ -346,6 +351,7 @@ def test_a_taken_address_answers_as_a_free_one(
     to_bob, to_carol = mail.outbox
     assert to_bob.to == ["bob@example.com"]
     assert "token=" not in to_bob.body  # the holder is told, nobody gets a link
+    assert "tried to move another KinWise account" in to_bob.body
     assert to_carol.to == ["carol@example.com"]
 
 
@@ -381,7 +387,10 @@ def test_an_expired_email_change_link(
 
     response = api.post(EMAIL_CONFIRM, {"token": change_token()}, format="json")
 
-    assert response.json()["code"] == "token_expired"
+    assert response.json() == {
+        "detail": "This email change link has expired. Request a new one.",
+        "code": "token_expired",
+    }
 
 
 def test_auth_user_username_follows_the_address(

@@ -21,6 +21,7 @@ from .meta import RequestMeta
 __all__ = ["request_email_change", "confirm_email_change"]
 
 INVALID_CHANGE_LINK = _("Invalid or already used email change link.")
+EXPIRED_CHANGE_LINK = _("This email change link has expired. Request a new one.")
 
 
 @sensitive_variables()
@@ -48,6 +49,7 @@ def request_email_change(
                 OutboxEmail.Kind.ACCOUNT_EXISTS,
                 user=holder.user,
                 recipient=holder.email,
+                context={"attempt": "email_change"},
             )
         else:
             emails.queue(
@@ -75,7 +77,9 @@ def confirm_email_change(*, token: str, meta: RequestMeta) -> Any:
         if found is None:
             raise InvalidToken(INVALID_CHANGE_LINK)
         link, identity = found
-        require_live(link, now, invalid=INVALID_CHANGE_LINK)
+        require_live(
+            link, now, invalid=INVALID_CHANGE_LINK, expired=EXPIRED_CHANGE_LINK
+        )
         user = link.user
         if not user.is_active or not link.email:
             raise InvalidToken(INVALID_CHANGE_LINK)

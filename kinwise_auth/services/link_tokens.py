@@ -36,13 +36,15 @@ def lock_link(token: str, purpose: str) -> tuple[LinkToken, EmailIdentity] | Non
     return link, identity
 
 
-def require_live(link: LinkToken, now: datetime, invalid: Any = None) -> None:
+def require_live(
+    link: LinkToken, now: datetime, invalid: Any = None, expired: Any = None
+) -> None:
     """Raise :class:`InvalidToken` for a used or superseded link and
-    :class:`TokenExpired` for a live one past its expiry."""
+    :class:`TokenExpired` for a live one past its expiry (with these messages)."""
     if link.used_at is not None or link.superseded_at is not None:
         raise InvalidToken(invalid)
     if link.expires_at <= now:
-        raise TokenExpired()
+        raise TokenExpired(expired)
 
 
 def retire_secrets(user: Any) -> None:

@@ -23,6 +23,7 @@ from .sessions import issue_tokens, revoke_refresh_tokens
 __all__ = ["request_password_reset", "reset_password", "change_password"]
 
 INVALID_RESET_LINK = _("Invalid or already used password reset link.")
+EXPIRED_RESET_LINK = _("This password reset link has expired. Request a new one.")
 
 
 @sensitive_variables()
@@ -68,7 +69,7 @@ def reset_password(*, token: str, new_password: str, meta: RequestMeta) -> Any:
         if found is None:
             raise InvalidToken(INVALID_RESET_LINK)
         link, identity = found
-        require_live(link, now, invalid=INVALID_RESET_LINK)
+        require_live(link, now, invalid=INVALID_RESET_LINK, expired=EXPIRED_RESET_LINK)
         user = link.user
         if identity.is_verified and not user.is_active:
             raise InvalidToken(INVALID_RESET_LINK)  # deactivated by an admin
@@ -87,7 +88,10 @@ def reset_password(*, token: str, new_password: str, meta: RequestMeta) -> Any:
         retire_secrets(user)
         revoke_refresh_tokens(user)
         emails.queue(
-            OutboxEmail.Kind.PASSWORD_CHANGED, user=user, recipient=identity.email
+            OutboxEmail.Kind.PASSWORD_CHANGED,
+            user=user,
+            recipient=identity.email,
+            context={"sessions_revoked": True},
         )
         audit.record("password_reset", user=user, meta=meta)
     return user
@@ -121,8 +125,14 @@ def change_password(
         user.set_password(new_password)
         user.save(update_fields=["password"])
         retire_secrets(user)
-        if auth_settings.REVOKE_REFRESH_ON_PASSWORD_CHANGE:
+        revoke = bool(auth_settings.REVOKE_REFRESH_ON_PASSWORD_CHANGE)
+        if revoke:
             revoke_refresh_tokens(user)
-        emails.queue(OutboxEmail.Kind.PASSWORD_CHANGED, user=user, recipient=recipient)
+        emails.queue(
+            OutboxEmail.Kind.PASSWORD_CHANGED,
+            user=user,
+            recipient=recipient,
+            context={"sessions_revoked": revoke},
+        )
         audit.record("password_changed", user=user, meta=meta)
         return issue_tokens(user)
