@@ -22,8 +22,10 @@ def lock_link(token: str, purpose: str) -> tuple[LinkToken, EmailIdentity] | Non
     one link succeed once. The token is found by its keyed hash under the current
     and the fallback secret keys.
     """
+    # The user row is locked too: a request that waited for the lock then reads
+    # the user as the winner left it (a join alone would keep the stale snapshot).
     link = (
-        LinkToken.objects.select_for_update(of=("self",))
+        LinkToken.objects.select_for_update(of=("self", "user"))
         .select_related("user")
         .filter(purpose=purpose, token_hash__in=crypto.candidate_hashes(token))
         .first()

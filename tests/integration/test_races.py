@@ -1,0 +1,382 @@
+"""Security rule 3: single use holds under concurrency, over real HTTP on PostgreSQL.
+
+Twenty client threads, held at a :class:`threading.Barrier` and released together,
+each send one request to pytest-django's live server: a threaded WSGI server whose
+request threads each open their own PostgreSQL connection (closed again when the
+request ends), so the requests really contend for the rows the package locks.
+
+* ``otp/verify/``: one code, twenty uses -> one sign-in (the ``LoginCode`` row lock).
+* ``verify-email/``: one link, twenty uses -> one activation, one welcome email
+  (the ``LinkToken`` and ``EmailIdentity`` row locks).
+* ``register/``: one address in twenty spellings -> one account (the
+  ``EmailIdentity`` unique constraint, the loser's savepoint).
+* ``token/refresh/`` with rotation and blacklisting -> one new pair (the
+  ``OutstandingToken`` row lock).
+
+Each race runs for ten rounds, each a test of its own on a fresh database (the
+transactional ``django_db`` flushes it after every test). The secrets are minted in
+the test rather than read from emails: no Celery worker is needed, the outbox rows
+the requests write are only published to this run's broker, which every test purges.
+
+Rate limits are switched off (``RATELIMIT_ENABLE = False``): twenty requests from one
+IP for one address exceed every default budget (``otp/verify`` allows five per IP and
+per email, ``register`` three an hour), so with them on most answers would be 429 and
+the race would not be run at all; clearing the cache cannot help within one round.
+django-ratelimit reads the setting on every call and the ``settings`` fixture swaps
+the process-wide settings object, so the live server's threads see it. The limits
+themselves are tested in ``tests/test_ratelimit.py``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import http.client
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.db import connection
+from django.utils import timezone
+from rest_framework_simplejwt.token_blacklist.models import (
+    BlacklistedToken,
+    OutstandingToken,
+)
+from rest_framework_simplejwt.tokens import RefreshToken
+
+from kinwise_auth import crypto
+from kinwise_auth.models import (
+    AuthEvent,
+    EmailIdentity,
+    LinkToken,
+    LoginCode,
+    OutboxEmail,
+)
+from kinwise_auth.normalization import normalize_email
+from tests.celery_app import app as celery_app
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+CLIENTS = 20
+ROUNDS = range(10)
+PASSWORD = "correct-Horse-battery-9"
+CODE = "123456"
+HTTP_TIMEOUT = 30.0  # urllib's timeout, for connecting and for each read
+BARRIER_TIMEOUT = 10.0  # for twenty threads to be connected and waiting
+JOIN_TIMEOUT = BARRIER_TIMEOUT + 2 * HTTP_TIMEOUT  # for the whole race
+VERIFIED = "Email verified successfully"
+ALREADY_VERIFIED = "Email already verified"
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One HTTP answer: the status and the parsed JSON body (the text if not JSON)."""
+
+    status: int
+    body: Any
+
+    @property
+    def code(self) -> Any:
+        return self.body.get("code") if isinstance(self.body, dict) else None
+
+
+def _parse(raw: bytes) -> Any:
+    try:
+        return json.loads(raw or b"null")
+    except ValueError:
+        return raw.decode("utf-8", errors="replace")  # e.g. Django's 500 page
+
+
+class _Connected(urllib.request.HTTPHandler):
+    """urllib's HTTP handler, sending on a connection opened beforehand.
+
+    The live server listens with a backlog of 10 (Django's ``WSGIServer``): twenty
+    connections opened at once overflow it and the kernel drops the extra SYNs,
+    which the clients resend a second later, after the race is over. So each
+    client connects before the barrier and only sends its request after it.
+    """
+
+    def __init__(self, connection: http.client.HTTPConnection) -> None:
+        super().__init__()
+        self.connection = connection
+
+    def http_open(self, req: urllib.request.Request) -> Any:
+        return self.do_open(lambda host, **kwargs: self.connection, req)
+
+
+def connect(url: str) -> http.client.HTTPConnection:
+    parts = urlsplit(url)
+    assert parts.scheme == "http" and parts.hostname, url
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=HTTP_TIMEOUT)
+    conn.connect()
+    return conn
+
+
+def post_json(
+    conn: http.client.HTTPConnection, url: str, payload: dict[str, Any]
+) -> Answer:
+    """POST ``payload`` as JSON over real HTTP on ``conn``, then close it.
+
+    Straight to the live server: no ``ProxyHandler`` reads the environment's proxy.
+    """
+    opener = urllib.request.build_opener(
+        urllib.request.ProxyHandler({}), _Connected(conn)
+    )
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(payload).encode(),
+        headers={"Content-Type": "application/json", "Accept": "application/json"},
+        method="POST",
+    )
+    try:
+        with opener.open(request, timeout=HTTP_TIMEOUT) as response:
+            return Answer(response.status, _parse(response.read()))
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return Answer(exc.code, _parse(exc.read()))
+    finally:
+        conn.close()
+
+
+def race(url: str, payloads: Sequence[dict[str, Any]]) -> list[Answer]:
+    """POST every payload to ``url`` at once, one thread each; the answers in order.
+
+    Each thread connects, waits at the barrier, then sends its one request. The
+    threads only do HTTP (no database access of their own). Every wait is bounded:
+    a thread still running after ``JOIN_TIMEOUT`` fails the test (it is a daemon,
+    so it cannot keep the run alive either).
+    """
+    barrier = threading.Barrier(len(payloads), timeout=BARRIER_TIMEOUT)
+    answers: list[Answer | None] = [None] * len(payloads)
+    errors: list[str] = []
+    lock = threading.Lock()
+
+    def client(index: int, payload: dict[str, Any]) -> None:
+        conn: http.client.HTTPConnection | None = None
+        try:
+            conn = connect(url)
+            barrier.wait()
+            answers[index] = post_json(conn, url, payload)
+        except BaseException as exc:  # reported below, with the thread that saw it
+            barrier.abort()  # nobody waits for a thread that will not come
+            with lock:
+                errors.append(f"client {index}: {type(exc).__name__}: {exc}")
+        finally:
+            if conn is not None:
+                conn.close()
+
+    threads = [
+        threading.Thread(
+            target=client, args=(i, payload), name=f"race-client-{i}", daemon=True
+        )
+        for i, payload in enumerate(payloads)
+    ]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + JOIN_TIMEOUT
+    for thread in threads:
+        thread.join(timeout=max(0.0, deadline - time.monotonic()))
+    stuck = [thread.name for thread in threads if thread.is_alive()]
+    if stuck:
+        barrier.abort()
+        pytest.fail(f"still running after {JOIN_TIMEOUT:.0f}s: {stuck}")
+    if errors:
+        pytest.fail("a client failed: " + "; ".join(sorted(errors)))
+    assert all(answer is not None for answer in answers)
+    return [answer for answer in answers if answer is not None]
+
+
+def tally(answers: Sequence[Answer]) -> Counter[tuple[int, Any]]:
+    """How many answers had each ``(status, code or message)``: for failure output."""
+    return Counter(
+        (
+            a.status,
+            a.code or (a.body.get("message") if isinstance(a.body, dict) else a.body),
+        )
+        for a in answers
+    )
+
+
+def new_address(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}@example.com"
+
+
+@pytest.fixture(autouse=True)
+def _races_setup(transactional_db: None, settings: Any) -> Iterator[None]:
+    """PostgreSQL (the gate checks it too), no rate limits, a purged broker after.
+
+    ``transactional_db`` first: it passes the integration gate or skips.
+    """
+    assert connection.vendor == "postgresql", connection.vendor
+    settings.RATELIMIT_ENABLE = False  # see the module docstring
+    yield
+    # The requests published delivery tasks that no worker will run.
+    celery_app.control.purge()
+
+
+@pytest.fixture
+def api(live_server: Any) -> str:
+    return f"{live_server.url}/api/v1/auth"
+
+
+# --- the races ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("round_", ROUNDS)
+def test_one_login_code_signs_in_once(round_: int, api: str, make_user: Any) -> None:
+    address = new_address(f"otp-race-{round_}")
+    user = make_user(address)
+    login_code = LoginCode.objects.create(
+        user=user,
+        code_hash=crypto.keyed_hash(crypto.login_code_message(user.pk, CODE)),
+        expires_at=timezone.now() + dt.timedelta(minutes=10),
+    )
+
+    answers = race(f"{api}/otp/verify/", [{"email": address, "code": CODE}] * CLIENTS)
+
+    counts = tally(answers)
+    winners = [a for a in answers if a.status == 200]
+    assert len(winners) == 1, counts
+    assert set(winners[0].body) == {"access", "refresh", "user"}, winners[0].body
+    assert winners[0].body["user"]["id"] == user.pk
+    losers = [a for a in answers if a.status != 200]
+    assert all(a.status == 400 and a.code == "invalid_code" for a in losers), counts
+
+    login_code.refresh_from_db()
+    assert login_code.used_at is not None
+    assert login_code.attempts == 0  # the right code is never a wrong guess
+    # One sign-in: one refresh token issued, one success audited.
+    assert OutstandingToken.objects.filter(user=user).count() == 1
+    events = Counter(
+        AuthEvent.objects.filter(user=user).values_list("event_type", flat=True)
+    )
+    assert events == {"login_succeeded": 1, "login_failed": CLIENTS - 1}, events
+
+
+@pytest.mark.parametrize("round_", ROUNDS)
+def test_one_link_verifies_once(round_: int, api: str, make_user: Any) -> None:
+    address = new_address(f"link-race-{round_}")
+    user = make_user(address, verified=False)
+    assert not user.is_active
+    token = crypto.new_link_token()
+    link = LinkToken.objects.create(
+        user=user,
+        purpose=LinkToken.Purpose.VERIFY_EMAIL,
+        token_hash=crypto.keyed_hash(token),
+        expires_at=timezone.now() + dt.timedelta(hours=1),
+    )
+
+    answers = race(f"{api}/verify-email/", [{"token": token}] * CLIENTS)
+
+    counts = tally(answers)
+    assert all(a.status == 200 for a in answers), counts
+    messages = Counter(a.body["message"] for a in answers)
+    assert messages == {VERIFIED: 1, ALREADY_VERIFIED: CLIENTS - 1}, counts
+    winner = next(a for a in answers if a.body["message"] == VERIFIED)
+    assert winner.body["user"] == {"email": address, "is_active": True}
+
+    user.refresh_from_db()
+    assert user.is_active
+    link.refresh_from_db()
+    assert link.used_at is not None
+    assert EmailIdentity.objects.get(user=user).verified_at is not None
+    welcome = OutboxEmail.objects.filter(user=user, kind=OutboxEmail.Kind.WELCOME)
+    assert welcome.count() == 1
+    assert AuthEvent.objects.filter(user=user, event_type="email_verified").count() == 1
+    # Every answer describes the account as it now is. docs/endpoints.md gives
+    # "already verified" with "is_active": false one meaning, an account an admin
+    # deactivated: a loser must not tell the client that about an active account.
+    described = Counter(a.body["user"]["is_active"] for a in answers)
+    assert described == {True: CLIENTS}, described
+
+
+def spellings(address: str) -> list[str]:
+    """``CLIENTS`` spellings of ``address`` with one normal form (some repeat)."""
+    local, domain = address.split("@")
+    forms = [
+        f"{local.capitalize()}@{domain.capitalize()}",
+        f"{local}@{domain.upper()}",
+        address.upper(),
+        address,
+        f"{local.upper()}@{domain}",
+        f"{local.swapcase()}@{domain.title()}",
+        f"{local.title()}@{domain.lower()}",
+    ]
+    assert len({normalize_email(form) for form in forms}) == 1
+    return [forms[i % len(forms)] for i in range(CLIENTS)]
+
+
+@pytest.mark.parametrize("round_", ROUNDS)
+def test_one_address_registers_once(round_: int, api: str) -> None:
+    address = new_address(f"race-{round_}")
+    forms = spellings(address)
+
+    answers = race(
+        f"{api}/register/",
+        [
+            {"email": form, "password": PASSWORD, "password_confirm": PASSWORD}
+            for form in forms
+        ],
+    )
+
+    counts = tally(answers)
+    assert all(a.status == 201 for a in answers), counts
+    assert [a.body["email"] for a in answers] == forms  # each sees its own spelling
+    identities = EmailIdentity.objects.filter(email_normalized=normalize_email(address))
+    assert identities.count() == 1
+    user_model = get_user_model()
+    email_field = user_model.get_email_field_name()
+    # The database holds one user: the losers' throwaway accounts were rolled back.
+    assert user_model._default_manager.count() == 1
+    user = user_model._default_manager.get()
+    assert identities.get().user_id == user.pk
+    assert normalize_email(getattr(user, email_field)) == normalize_email(address)
+    assert not user.is_active
+    # Every loser found the winner's identity after losing: each request queued a
+    # verification email to the one account's stored address.
+    rows = OutboxEmail.objects.values_list("kind", "user_id", "recipient")
+    stored = identities.get().email
+    assert Counter(rows) == {
+        (OutboxEmail.Kind.VERIFY_EMAIL, user.pk, stored): CLIENTS
+    }, list(rows)
+
+
+@pytest.mark.parametrize("round_", ROUNDS)
+def test_one_refresh_token_rotates_once(
+    round_: int, api: str, make_user: Any, settings: Any
+) -> None:
+    # simplejwt rebinds rest_framework_simplejwt.settings.api_settings on
+    # setting_changed, and the package reads it there at call time.
+    settings.SIMPLE_JWT = {
+        "ROTATE_REFRESH_TOKENS": True,
+        "BLACKLIST_AFTER_ROTATION": True,
+    }
+    user = make_user(new_address(f"refresh-race-{round_}"))
+    refresh = RefreshToken.for_user(user)  # recorded as outstanding
+    jti = refresh["jti"]
+    assert OutstandingToken.objects.filter(jti=jti).exists()
+
+    answers = race(f"{api}/token/refresh/", [{"refresh": str(refresh)}] * CLIENTS)
+
+    counts = tally(answers)
+    winners = [a for a in answers if a.status == 200]
+    assert len(winners) == 1, counts
+    assert set(winners[0].body) == {"access", "refresh"}, winners[0].body
+    assert winners[0].body["refresh"] != str(refresh)
+    losers = [a for a in answers if a.status != 200]
+    assert all(a.status == 401 and a.code == "token_not_valid" for a in losers), counts
+
+    assert BlacklistedToken.objects.filter(token__jti=jti).count() == 1
+    # The old token and the one rotated in: no loser left a token of its own.
+    assert OutstandingToken.objects.filter(user=user).count() == 2
+    rotated = RefreshToken(winners[0].body["refresh"])
+    assert OutstandingToken.objects.filter(jti=rotated["jti"]).exists()
