@@ -58,6 +58,8 @@ DEFAULTS: dict[str, Any] = {
     "RATE_LIMIT_FAIL_OPEN": True,
     # Client IP: REMOTE_ADDR unless the host sits behind this many trusted proxies.
     "TRUSTED_PROXY_COUNT": 0,
+    # Or a dotted path to ``resolver(request) -> str``, which then decides alone.
+    "CLIENT_IP_RESOLVER": None,
     "MAX_BODY_SIZE": 64 * 1024,
     "PUBLISH_TIMEOUT": 1.0,
     "DELIVERY_MAX_RETRIES": 6,
@@ -75,7 +77,12 @@ DEFAULTS: dict[str, Any] = {
 }
 
 # Keys holding dotted paths, imported on first use.
-IMPORT_STRINGS = ("AUDIT_CALLABLE", "USER_SERIALIZER", "TOKEN_ISSUER")
+IMPORT_STRINGS = (
+    "AUDIT_CALLABLE",
+    "USER_SERIALIZER",
+    "TOKEN_ISSUER",
+    "CLIENT_IP_RESOLVER",
+)
 
 DURATION_KEYS = (
     "EMAIL_VERIFICATION_LIFETIME",

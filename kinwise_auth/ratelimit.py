@@ -23,6 +23,7 @@ from .normalization import normalize_email
 
 __all__ = [
     "client_ip",
+    "valid_ip",
     "limit",
     "limit_ip",
     "limit_email",
@@ -34,12 +35,16 @@ logger = logging.getLogger(__name__)
 
 
 def client_ip(request: HttpRequest) -> str:
-    """``REMOTE_ADDR``, or the address ``TRUSTED_PROXY_COUNT`` proxies vouch for.
+    """``REMOTE_ADDR``, or the address ``TRUSTED_PROXY_COUNT`` proxies vouch for,
+    or whatever the host's ``CLIENT_IP_RESOLVER`` returns.
 
     ``X-Forwarded-For`` is only read when the host says how many proxies it sits
     behind, and then only the entry the last trusted proxy appended: a client
     cannot escape its limit by rotating the header.
     """
+    resolver = auth_settings.CLIENT_IP_RESOLVER
+    if resolver is not None:
+        return str(resolver(request) or "")
     remote = request.META.get("REMOTE_ADDR", "") or ""
     proxies = int(auth_settings.TRUSTED_PROXY_COUNT or 0)
     if proxies <= 0:
@@ -56,6 +61,14 @@ def client_ip(request: HttpRequest) -> str:
         return str(ipaddress.ip_address(candidate))
     except ValueError:
         return remote
+
+
+def valid_ip(value: str) -> str | None:
+    """``value`` if it is an IP address (the audit log stores only those)."""
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        return None
 
 
 def limit(

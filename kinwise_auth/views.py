@@ -100,7 +100,7 @@ class AuthAPIView(APIView):
             if char.isprintable()
         )
         return services.RequestMeta(
-            ip=ratelimit.client_ip(request) or None, user_agent=user_agent
+            ip=ratelimit.valid_ip(ratelimit.client_ip(request)), user_agent=user_agent
         )
 
     #: The body field whose address keys the per-email limit (None: no such limit).

@@ -119,3 +119,44 @@ def test_a_scope_without_a_rate_is_unlimited() -> None:
     request = request_from("10.0.0.1")
     for _ in range(50):
         ratelimit.limit(request, "verify_email", "email", "x")
+
+
+def resolve_from_header(request: Any) -> str:
+    return str(request.META.get("HTTP_X_REAL_IP", ""))
+
+
+@override_settings(
+    KINWISE_AUTH={"CLIENT_IP_RESOLVER": f"{__name__}.resolve_from_header"}
+)
+def test_a_resolver_callable_decides_the_client_ip() -> None:
+    request = RequestFactory().post(
+        "/", REMOTE_ADDR="10.0.0.1", HTTP_X_REAL_IP="198.51.100.4"
+    )
+
+    assert ratelimit.client_ip(request) == "198.51.100.4"
+
+
+@pytest.mark.django_db(transaction=True)
+@override_settings(
+    KINWISE_AUTH={
+        "FRONTEND_URL": "https://app.example.com",
+        "CLIENT_IP_RESOLVER": f"{__name__}.resolve_from_header",
+    }
+)
+def test_a_resolver_returning_junk_still_limits_and_stores_no_ip(api: Any) -> None:
+    for n in range(3):
+        api.post(
+            "/api/v1/auth/register/",
+            register_body(f"u{n}@example.com"),
+            format="json",
+            HTTP_X_REAL_IP="not an ip",
+        )
+    response = api.post(
+        "/api/v1/auth/register/",
+        register_body("u9@example.com"),
+        format="json",
+        HTTP_X_REAL_IP="not an ip",
+    )
+
+    assert response.status_code == 429
+    assert set(AuthEvent.objects.values_list("ip", flat=True)) == {None}

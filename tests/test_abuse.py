@@ -1,0 +1,284 @@
+"""Attacks from the advisories that broke comparable packages, one test each."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.hashers import get_hasher
+from django.core import mail
+from rest_framework.test import APIClient
+
+from kinwise_auth.models import AuthEvent, OutboxEmail
+
+from .conftest import PASSWORD, register_body
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+REGISTER = "/api/v1/auth/register/"
+
+
+@pytest.fixture
+def hashes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts password hashes computed by the configured hasher."""
+    calls: list[int] = []
+    hasher = type(get_hasher())
+    original = hasher.encode
+    monkeypatch.setattr(
+        hasher,
+        "encode",
+        lambda self, *a, **k: calls.append(1) or original(self, *a, **k),
+    )
+    return calls
+
+
+def test_registration_cannot_set_fields_the_serializer_does_not_name(
+    api: Any,
+) -> None:
+    body = register_body(
+        is_staff=True,
+        is_superuser=True,
+        is_active=True,
+        id=999,
+        pk=999,
+        last_login="2020-01-01T00:00:00Z",
+        groups=[1],
+        user_permissions=[1],
+    )
+
+    response = api.post(REGISTER, body, format="json")
+
+    assert response.status_code == 201
+    user = get_user_model()._default_manager.get()
+    assert (user.is_staff, user.is_superuser, user.is_active) == (False, False, False)
+    assert user.pk != 999
+    assert user.last_login is None
+
+
+def test_names_are_escaped_in_the_html_email(api: Any) -> None:
+    if not hasattr(get_user_model(), "first_name"):
+        # The custom user has no name fields: the name never reaches a template.
+        api.post(REGISTER, register_body(first_name="<b>x</b>"), format="json")
+        assert "<b>x</b>" not in mail.outbox[0].alternatives[0][0]
+        return
+    api.post(
+        REGISTER,
+        register_body(first_name='<img src=x onerror="alert(1)">'),
+        format="json",
+    )
+
+    html = mail.outbox[0].alternatives[0][0]
+    assert "<img" not in html
+    assert "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in html
+
+
+@pytest.mark.parametrize("field", ["password", "first_name"])
+def test_an_oversized_field_is_refused_before_any_hashing(
+    api: Any, hashes: list[int], field: str
+) -> None:
+    huge = "x" * 30_000  # twice over, still under the 64 KiB body cap
+    body = register_body(**{field: huge})
+    if field == "password":
+        body["password_confirm"] = huge
+
+    response = api.post(REGISTER, body, format="json")
+
+    assert response.status_code == 400
+    assert field in response.json()
+    assert hashes == []
+
+
+def test_a_megabyte_body_is_refused_unread(api: Any, hashes: list[int]) -> None:
+    huge = "x" * (1024 * 1024)
+    body = register_body(password=huge, password_confirm=huge)
+
+    response = api.post(REGISTER, body, format="json")
+
+    assert response.status_code == 413
+    assert response.json()["code"] == "request_too_large"
+    assert hashes == []
+
+
+def test_email_change_answers_and_works_alike_for_taken_and_free(
+    api: Any, make_user: Any, broker: Any, assert_queries: Any
+) -> None:
+    make_user("alice@example.com")
+    make_user("bob@example.com")
+    access = api.post(
+        "/api/v1/auth/login/",
+        {"email": "alice@example.com", "password": PASSWORD},
+        format="json",
+    ).json()["access"]
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {access}")
+    answers = []
+    for new_email in ["bob@example.com", "carol@example.com"]:
+        with assert_queries(4):  # user (JWT), holder lookup, outbox row, audit row
+            response = client.post(
+                "/api/v1/auth/email/change/",
+                {"new_email": new_email, "password": PASSWORD},
+                format="json",
+            )
+        answers.append(
+            (response.status_code, response.content, sorted(response.items()))
+        )
+
+    assert answers[0] == answers[1]
+    assert len(broker) == 2
+
+
+def test_rotating_forwarded_for_does_not_escape_the_login_limit(
+    api: Any, make_user: Any
+) -> None:
+    make_user("alice@example.com")
+    for n in range(10):
+        api.post(
+            "/api/v1/auth/login/",
+            {"email": f"u{n}@example.com", "password": "x"},
+            format="json",
+            HTTP_X_FORWARDED_FOR=f"198.51.100.{n}",
+        )
+
+    response = api.post(
+        "/api/v1/auth/login/",
+        {"email": "alice@example.com", "password": PASSWORD},
+        format="json",
+        HTTP_X_FORWARDED_FOR="203.0.113.77",
+    )
+
+    assert response.status_code == 429
+
+
+def test_one_account_cannot_be_guessed_at_from_many_ips(
+    api: Any, make_user: Any
+) -> None:
+    make_user("alice@example.com")
+    for n in range(5):
+        api.post(
+            "/api/v1/auth/login/",
+            {"email": "alice@example.com", "password": f"guess-{n}"},
+            format="json",
+            REMOTE_ADDR=f"192.0.2.{n}",
+        )
+
+    response = api.post(
+        "/api/v1/auth/login/",
+        {"email": "ALICE@example.com", "password": PASSWORD},
+        format="json",
+        REMOTE_ADDR="192.0.2.200",
+    )
+
+    assert response.status_code == 429
+
+
+def test_a_success_does_not_clear_other_accounts_failures(
+    api: Any, make_user: Any
+) -> None:
+    make_user("alice@example.com")
+    make_user("bob@example.com")
+    for n in range(5):
+        api.post(
+            "/api/v1/auth/login/",
+            {"email": "bob@example.com", "password": f"guess-{n}"},
+            format="json",
+            REMOTE_ADDR=f"192.0.2.{n}",
+        )
+    assert (
+        api.post(
+            "/api/v1/auth/login/",
+            {"email": "alice@example.com", "password": PASSWORD},
+            format="json",
+            REMOTE_ADDR="192.0.2.50",
+        ).status_code
+        == 200
+    )
+
+    response = api.post(
+        "/api/v1/auth/login/",
+        {"email": "bob@example.com", "password": PASSWORD},
+        format="json",
+        REMOTE_ADDR="192.0.2.51",
+    )
+
+    assert response.status_code == 429
+
+
+def test_one_address_cannot_be_flooded_with_codes_from_many_ips(
+    api: Any, make_user: Any
+) -> None:
+    make_user("alice@example.com")
+    for n in range(3):
+        api.post(
+            "/api/v1/auth/otp/request/",
+            {"email": "alice@example.com"},
+            format="json",
+            REMOTE_ADDR=f"192.0.2.{n}",
+        )
+
+    response = api.post(
+        "/api/v1/auth/otp/request/",
+        {"email": " ALICE@Example.COM "},
+        format="json",
+        REMOTE_ADDR="192.0.2.99",
+    )
+
+    assert response.status_code == 429
+    assert len(mail.outbox) == 3
+
+
+def test_rate_limit_answers_do_not_reveal_accounts(api: Any, make_user: Any) -> None:
+    make_user("alice@example.com")
+    limited = {}
+    for email in ["alice@example.com", "nobody@example.com"]:
+        for n in range(4):
+            response = api.post(
+                "/api/v1/auth/password/reset/",
+                {"email": email},
+                format="json",
+                REMOTE_ADDR=f"192.0.2.{n + (10 if email[0] == 'n' else 0)}",
+            )
+        limited[email] = (
+            response.status_code,
+            response.json(),
+            sorted(k for k in response.headers if k != "Retry-After"),
+        )
+
+    assert limited["alice@example.com"] == limited["nobody@example.com"]
+    assert limited["alice@example.com"][0] == 429
+
+
+def test_a_rejected_request_writes_nothing(api: Any, hashes: list[int]) -> None:
+    bodies: list[Any] = [
+        register_body(email="not-an-email"),
+        register_body(password_confirm="different-one-9"),
+        register_body(password="short"),
+        [register_body()],
+        "just a string",
+        None,
+    ]
+    for n, body in enumerate(bodies):
+        response = api.post(REGISTER, body, format="json", REMOTE_ADDR=f"192.0.2.{n}")
+        assert response.status_code == 400, body
+
+    assert get_user_model()._default_manager.count() == 0
+    assert OutboxEmail.objects.count() == 0
+    assert AuthEvent.objects.count() == 0
+
+
+def test_the_code_in_the_email_is_the_only_clear_copy(api: Any, make_user: Any) -> None:
+    from django.db import connection
+
+    make_user("alice@example.com")
+    api.post("/api/v1/auth/otp/request/", {"email": "alice@example.com"}, format="json")
+    code = re.search(r"^\s+(\d{6})$", mail.outbox[-1].body, re.MULTILINE).group(1)  # type: ignore[union-attr]
+
+    with connection.cursor() as cursor:
+        for table in connection.introspection.table_names(cursor):
+            cursor.execute(f'SELECT * FROM "{table}"')  # noqa: S608 (our own tables)
+            for row in cursor.fetchall():
+                for value in row:
+                    text = str(value)
+                    if not hasattr(value, "isoformat"):
+                        assert not re.search(rf"(?<!\d){code}(?!\d)", text), table
