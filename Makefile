@@ -3,6 +3,7 @@
 #               lint, packaging and the integration suite
 #   make demo   builds .venv with the package and the example project, then starts
 #               web, worker and beat together
+#   make bench  prints the benchmarks under bench/ (not part of make test)
 PYTHON ?= python3
 TOOLS := .tools
 VENV := .venv
@@ -13,7 +14,7 @@ export UV_PYTHON_DOWNLOADS := never
 SKIP_MISSING := $(if $(filter true TRUE True 1,$(CI)),false,true)
 TOX_PARALLEL ?= 2
 
-.PHONY: test demo lint clean
+.PHONY: test demo bench lint clean
 
 $(TOOLS)/bin/tox:
 	$(PYTHON) -m venv $(TOOLS)
@@ -34,6 +35,11 @@ $(VENV)/bin/python:
 demo: $(VENV)/bin/python
 	$(VENV)/bin/python -m pip install -q -e . -r example_project/requirements.txt
 	cd example_project && ../$(VENV)/bin/python demo.py
+
+bench: $(VENV)/bin/python
+	$(VENV)/bin/python -m pip install -q -e . "psycopg[binary]"
+	$(VENV)/bin/python bench/enumeration.py
+	BENCH_HASHER=default BENCH_ROUNDS=60 $(VENV)/bin/python bench/enumeration.py
 
 clean:
 	rm -rf $(TOOLS) $(VENV) .tox build dist *.egg-info

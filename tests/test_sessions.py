@@ -396,3 +396,41 @@ def test_logout_is_limited_per_account(api: Any, alice: Any) -> None:
     ]
 
     assert [a.status_code for a in answers] == [205] * 10 + [429]
+
+
+def test_a_pending_account_costs_one_hash_like_an_unknown_address(
+    api: Any, make_user: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_user("pending@example.com", verified=False)
+    hasher = type(get_hasher())
+    calls: list[int] = []
+    original = hasher.encode
+    monkeypatch.setattr(
+        hasher,
+        "encode",
+        lambda self, *a, **k: calls.append(1) or original(self, *a, **k),
+    )
+    counts = {}
+    for label, email, password in [
+        ("pending, wrong", "pending@example.com", "wrong-password-1"),
+        ("pending, right", "pending@example.com", PASSWORD),
+        ("unknown", "nobody@example.com", PASSWORD),
+    ]:
+        calls.clear()
+        response = login(api, email=email, password=password)
+        counts[label] = (len(calls), response.status_code)
+
+    assert counts == {
+        "pending, wrong": (1, 400),
+        "pending, right": (1, 403),
+        "unknown": (1, 400),
+    }
+
+
+def test_without_the_package_backend_a_pending_account_is_still_recognised(
+    api: Any, make_user: Any, settings: Any
+) -> None:
+    settings.AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend"]
+    make_user("pending@example.com", verified=False)
+
+    assert login(api, email="pending@example.com").status_code == 403

@@ -7,7 +7,7 @@ from typing import Any
 from django.contrib.auth import authenticate
 from django.views.decorators.debug import sensitive_variables
 
-from .. import audit
+from .. import audit, backends
 from ..errors import AuthError, EmailNotVerified, InvalidCredentials
 from .identities import find_identity
 from .meta import RequestMeta
@@ -33,12 +33,12 @@ def login_with_password(
         return sign_in(user, method="password", meta=meta)
     identity = find_identity(email)
     error: AuthError = InvalidCredentials()
-    if (
-        identity is not None
-        and not identity.is_verified
-        and identity.user.check_password(password)
-    ):
-        error = EmailNotVerified()
+    if identity is not None and not identity.is_verified:
+        correct = backends.password_checked(identity.user_id)
+        if correct is None:  # the host's backends did not use ours: check here
+            correct = identity.user.check_password(password)
+        if correct:
+            error = EmailNotVerified()
     audit.record(
         "login_failed",
         user=identity.user if identity is not None else None,

@@ -1,0 +1,136 @@
+"""Latency of the enumeration-safe endpoints: a known address beside an unknown one.
+
+Run with ``make bench`` (or ``python bench/enumeration.py`` from the repository
+root with the package and its test requirements installed). Each endpoint is
+called alternately for an existing account and an unknown address through
+Django's full request stack in this process, on a throwaway database; it prints
+the median and p90 of each path and their ratio. The goal is medians within 10 %.
+Emails are published to an in-memory broker and not delivered, as in a web
+process; rate limits are off. Set ``KINWISE_TEST_DB=postgres`` to use PostgreSQL,
+``BENCH_HASHER=default`` for Django's PBKDF2 instead of the tests' fast hasher, and
+``BENCH_ROUNDS`` for the number of calls per path.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
+os.environ.setdefault("KINWISE_TEST_BROKER_URL", "memory://")
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.conf import settings  # noqa: E402
+from django.contrib.auth import get_user_model  # noqa: E402
+from django.db import connection  # noqa: E402
+from django.test.utils import setup_test_environment  # noqa: E402
+from django.utils import timezone  # noqa: E402
+from rest_framework.test import APIClient  # noqa: E402
+
+from kinwise_auth.models import EmailIdentity  # noqa: E402
+
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "300"))
+PASSWORD = "correct-Horse-battery-9"
+ENDPOINTS: list[tuple[str, str]] = [
+    ("otp/request/", "email"),
+    ("resend-verification/", "email"),
+    ("password/reset/", "email"),
+    ("register/", "register"),
+    ("login/", "login"),
+    # A pending account's wrong password: one hash, as for an unknown address
+    # (the email_not_verified check reuses the backend's).
+    ("login/", "login-pending"),
+]
+
+
+def make_account(email: str, *, verified: bool = True) -> Any:
+    user_model = get_user_model()
+    fields: dict[str, Any] = {user_model.get_email_field_name(): email}
+    if user_model.get_email_field_name() != user_model.USERNAME_FIELD:
+        fields[user_model.USERNAME_FIELD] = email
+    user = user_model._default_manager.create_user(password=PASSWORD, **fields)
+    EmailIdentity.objects.create(
+        user=user,
+        email=email,
+        email_normalized=email,
+        verified_at=timezone.now() if verified else None,
+    )
+    return user
+
+
+def body(kind: str, email: str, n: int) -> dict[str, str]:
+    if kind == "register":
+        return {"email": email, "password": PASSWORD, "password_confirm": PASSWORD}
+    if kind.startswith("login"):
+        return {"email": email, "password": "wrong-password-1"}
+    return {"email": email}
+
+
+def timed(client: APIClient, url: str, data: dict[str, str]) -> float:
+    started = time.perf_counter()
+    response = client.post(url, data, format="json")
+    elapsed = time.perf_counter() - started
+    assert response.status_code < 500, response.content
+    return elapsed
+
+
+def main() -> None:
+    setup_test_environment()
+    settings.RATELIMIT_ENABLE = False
+    if os.environ.get("BENCH_HASHER") == "default":
+        # Django's own default (PBKDF2): the figures a production host sees.
+        settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.PBKDF2PasswordHasher"]
+    old_name = connection.creation.create_test_db(verbosity=0)
+    try:
+        make_account("known@example.com")
+        make_account("pending@example.com", verified=False)
+        client = APIClient()
+        print(
+            f"{'endpoint':24} {'known p50':>10} {'unknown p50':>12} {'ratio':>7}"
+            f" {'known p90':>10} {'unknown p90':>12}"
+        )
+        for path, kind in ENDPOINTS:
+            url = f"/api/v1/auth/{path}"
+            known: list[float] = []
+            unknown: list[float] = []
+            existing = (
+                "pending@example.com"
+                if kind == "login-pending"
+                else "known@example.com"
+            )
+            for n in range(20):  # warm-up
+                timed(client, url, body(kind, existing, n))
+                timed(client, url, body(kind, f"warm{n}@example.com", n))
+            for n in range(ROUNDS):
+                known.append(timed(client, url, body(kind, existing, n)))
+                unknown.append(
+                    timed(client, url, body(kind, f"{kind}{n}@nowhere.example", n))
+                )
+            k50, u50 = statistics.median(known), statistics.median(unknown)
+            k90 = statistics.quantiles(known, n=10)[-1]
+            u90 = statistics.quantiles(unknown, n=10)[-1]
+            label = path + (" (pending)" if kind == "login-pending" else "")
+            print(
+                f"{label:24} {k50 * 1e3:8.2f}ms {u50 * 1e3:10.2f}ms {u50 / k50:7.3f}"
+                f" {k90 * 1e3:8.2f}ms {u90 * 1e3:10.2f}ms"
+            )
+    finally:
+        connection.creation.destroy_test_db(old_name, verbosity=0)
+    print(
+        f"\n{ROUNDS} rounds per path, {connection.vendor}, "
+        f"hasher {settings.PASSWORD_HASHERS[0].rsplit('.', 1)[-1]}, "
+        f"{get_user_model().__name__}"
+    )
+
+
+if __name__ == "__main__":
+    main()
