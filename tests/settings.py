@@ -6,6 +6,7 @@ on its own database (``KINWISE_TEST_DB_NAME``); the default is SQLite in memory.
 
 from __future__ import annotations
 
+import json
 import os
 
 SECRET_KEY = "tests-only-secret-key-that-is-long-enough-for-hmac-0123456789"
@@ -106,7 +107,12 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {"anon": "1/day"},
 }
 
-KINWISE_AUTH = {"FRONTEND_URL": "https://app.example.com"}
+KINWISE_AUTH = {
+    "FRONTEND_URL": "https://app.example.com",
+    # Fault tests start workers with short lifetimes, e.g.
+    # KINWISE_TEST_AUTH='{"OUTBOX_CLAIM_TIMEOUT": 2, "DELIVERY_RETRY_BACKOFF": 1}'.
+    **json.loads(os.environ.get("KINWISE_TEST_AUTH", "{}")),
+}
 
 # The integration suite sets KINWISE_TEST_BROKER_URL (a real broker, a real worker)
 # and KINWISE_TEST_SMTP_PORT (the worker sends to a real SMTP server).
