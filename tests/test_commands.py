@@ -88,3 +88,27 @@ def test_purge_deletes_only_what_expired() -> None:
     assert LinkToken.objects.count() == 1
     assert OutboxEmail.objects.count() == 1
     assert AuthEvent.objects.count() == 1
+
+
+def test_purge_works_in_bounded_batches(settings: Any) -> None:
+    settings.KINWISE_AUTH = {**settings.KINWISE_AUTH, "PURGE_BATCH": 2}
+    for n in range(5):
+        register_user(email=f"u{n}@example.com", password=PASSWORD, meta=RequestMeta())
+    LinkToken.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
+
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from kinwise_auth import maintenance
+
+    with CaptureQueriesContext(connection) as queries:
+        counts = maintenance.purge_expired()
+
+    assert counts["link_tokens"] == 5
+    deletes = [
+        q["sql"]
+        for q in queries.captured_queries
+        if q["sql"].startswith('DELETE FROM "kinwise_auth_linktoken"')
+    ]
+    assert len(deletes) == 3  # 2 + 2 + 1: no statement holds more than a batch
+    assert not LinkToken.objects.exists()
