@@ -6,6 +6,7 @@ Names are stable (``kinwise_auth.tasks.*``) so a host can route them to a queue.
 from __future__ import annotations
 
 import logging
+import random
 
 from celery import shared_task
 from celery.utils.time import get_exponential_backoff_interval
@@ -29,9 +30,10 @@ logger = logging.getLogger(__name__)
 def deliver(self, outbox_id: int) -> None:  # type: ignore[no-untyped-def]
     """Send outbox email ``outbox_id``; retry SMTP and network errors with backoff.
 
-    The backoff is exponential with full jitter and capped by
+    The backoff is exponential (``DELIVERY_RETRY_BACKOFF`` × 2^n, capped by
     ``DELIVERY_RETRY_BACKOFF_MAX``, which must stay below the broker's visibility
-    timeout. When retries run out the row is marked failed and audited.
+    timeout), with jitter over its upper half. When retries run out the row is
+    marked failed and audited.
     """
     try:
         emails.deliver(outbox_id)
@@ -39,12 +41,14 @@ def deliver(self, outbox_id: int) -> None:  # type: ignore[no-untyped-def]
         if self.request.retries >= auth_settings.DELIVERY_MAX_RETRIES:
             emails.mark_failed(outbox_id, exc)
             return
-        countdown = get_exponential_backoff_interval(
+        ceiling = get_exponential_backoff_interval(
             factor=auth_settings.DELIVERY_RETRY_BACKOFF,
             retries=self.request.retries,
             maximum=auth_settings.DELIVERY_RETRY_BACKOFF_MAX,
-            full_jitter=True,
         )
+        # "Equal" jitter: at least half the step, so a failing server is never
+        # retried at once, yet workers that failed together spread out.
+        countdown = round(ceiling / 2 + random.uniform(0, ceiling / 2), 3)
         emails.release_for_retry(outbox_id, exc, countdown)
         logger.warning(
             "kinwise_auth: outbox email %s not sent (%s); retry in %ss",

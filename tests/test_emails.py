@@ -284,3 +284,29 @@ def test_subject_is_a_single_line(settings: Any, tmp_path: Any) -> None:
 
     assert mail.outbox[0].subject == "Line one Bcc: x@evil.com"
     assert mail.outbox[0].message()["Bcc"] is None
+
+
+def test_retry_delays_grow_and_never_drop_to_zero(
+    flaky: type[FlakySMTP], settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings.KINWISE_AUTH = {
+        **settings.KINWISE_AUTH,
+        "DELIVERY_RETRY_BACKOFF": 10,
+        "DELIVERY_RETRY_BACKOFF_MAX": 600,
+        "DELIVERY_MAX_RETRIES": 4,
+    }
+    countdowns: list[float] = []
+    original = tasks.deliver.retry
+
+    def record(*args: Any, **kwargs: Any) -> Any:
+        countdowns.append(kwargs["countdown"])
+        return original(*args, **{**kwargs, "countdown": 0})
+
+    monkeypatch.setattr(tasks.deliver, "retry", record)
+    flaky.failures = 10
+    register()
+
+    # Steps of 10, 20, 40, 80 s, each delay within the upper half of its step.
+    assert len(countdowns) == 4
+    for step, countdown in zip([10, 20, 40, 80], countdowns, strict=True):
+        assert step / 2 <= countdown <= step
