@@ -282,3 +282,113 @@ def test_the_code_in_the_email_is_the_only_clear_copy(api: Any, make_user: Any) 
                     text = str(value)
                     if not hasattr(value, "isoformat"):
                         assert not re.search(rf"(?<!\d){code}(?!\d)", text), table
+
+
+def test_one_address_cannot_be_flooded_with_email_change_links(
+    make_user: Any,
+) -> None:
+    answers = []
+    for n in range(4):
+        make_user(f"user{n}@example.com")
+        access = (
+            APIClient()
+            .post(
+                "/api/v1/auth/login/",
+                {"email": f"user{n}@example.com", "password": PASSWORD},
+                format="json",
+                REMOTE_ADDR=f"192.0.2.{n}",
+            )
+            .json()["access"]
+        )
+        client = APIClient(REMOTE_ADDR=f"198.51.100.{n}")
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {access}")
+        answers.append(
+            client.post(
+                "/api/v1/auth/email/change/",
+                {"new_email": "Target@Example.com", "password": PASSWORD},
+                format="json",
+            ).status_code
+        )
+
+    assert answers == [200, 200, 200, 429]
+
+
+def test_an_older_code_stays_dead_after_the_newer_is_used(
+    api: Any, make_user: Any
+) -> None:
+    make_user("alice@example.com")
+    codes = []
+    for n in range(2):
+        api.post(
+            "/api/v1/auth/otp/request/",
+            {"email": "alice@example.com"},
+            format="json",
+            REMOTE_ADDR=f"192.0.2.{n}",
+        )
+        codes.append(
+            re.search(r"^\s+(\d{6})$", mail.outbox[-1].body, re.MULTILINE).group(1)  # type: ignore[union-attr]
+        )
+    first, second = codes
+    verify = "/api/v1/auth/otp/verify/"
+
+    assert (
+        api.post(
+            verify, {"email": "alice@example.com", "code": second}, format="json"
+        ).status_code
+        == 200
+    )
+    if first != second:
+        response = api.post(
+            verify, {"email": "alice@example.com", "code": first}, format="json"
+        )
+        assert response.json()["code"] == "invalid_code"
+
+
+def test_an_address_longer_than_254_once_normalised_is_refused(api: Any) -> None:
+    # U+FB03 (the "ffi" ligature) becomes three letters under NFKC.
+    label = "\ufb03" * 21
+    email = "a@" + ".".join([label] * 10) + ".com"
+    assert len(email) <= 254
+
+    response = api.post(REGISTER, register_body(email), format="json")
+
+    assert response.status_code == 400
+    assert response.json() == {"email": ["This address is too long."]}
+
+
+def test_a_fullwidth_copy_of_an_address_is_the_same_account(
+    api: Any, make_user: Any
+) -> None:
+    make_user("ab@example.com")
+    mail.outbox.clear()
+
+    # Fullwidth letters are refused in the local part (Django's validator) and
+    # folded by NFKC in the domain: either way, no second account.
+    refused = api.post(
+        REGISTER, register_body("\uff41\uff42@example.com"), format="json"
+    )
+    folded = api.post(
+        REGISTER,
+        register_body("ab@\uff45\uff58\uff41\uff4d\uff50\uff4c\uff45.com"),
+        format="json",
+    )
+
+    assert refused.status_code == 400
+    assert folded.status_code == 201
+    assert get_user_model()._default_manager.count() == 1
+    assert mail.outbox[0].to == ["ab@example.com"]
+
+
+def test_the_parser_refuses_a_body_longer_than_announced() -> None:
+    import io
+
+    from kinwise_auth.errors import RequestTooLarge
+    from kinwise_auth.parsers import BoundedJSONParser
+
+    # What reaches the parser when a client's Content-Length lies (ASGI servers
+    # hand over the whole stream): it reads one byte past the cap, no more.
+    stream = io.BytesIO(b'{"email": "' + b"a" * (1024 * 1024) + b'"}')
+
+    with pytest.raises(RequestTooLarge):
+        BoundedJSONParser().parse(stream, "application/json", {})
+    assert stream.tell() == 64 * 1024 + 1

@@ -8,14 +8,19 @@ from __future__ import annotations
 
 import logging
 import re
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.core import mail
+from django.utils import timezone
 from django.views.debug import ExceptionReporter
 from django.views.decorators.debug import sensitive_variables
 
 from kinwise_auth import crypto, emails
+from kinwise_auth.models import LoginCode
+from kinwise_auth.services import RequestMeta, verify_login_code
+from kinwise_auth.services.identities import find_identity
 
 from .conftest import PASSWORD, register_body
 
@@ -128,3 +133,25 @@ def test_passwords_are_not_reported(
 
     assert "Local vars" in text
     assert PASSWORD not in text
+
+
+def test_services_called_outside_a_view_hide_their_secrets(
+    make_user: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A task or host code calling a service directly gets the same protection."""
+    make_user("alice@example.com")
+    monkeypatch.setattr(crypto, "matches", explode)
+    user = find_identity("alice@example.com").user  # type: ignore[union-attr]
+    LoginCode.objects.create(
+        user=user,
+        code_hash=crypto.keyed_hash(crypto.login_code_message(user.pk, "918273")),
+        expires_at=timezone.now() + timedelta(minutes=5),
+    )
+
+    with pytest.raises(RuntimeError) as raised:
+        verify_login_code(email="alice@example.com", code="918273", meta=RequestMeta())
+    tb = raised.tb.tb_next  # from the service down
+    text = ExceptionReporter(None, raised.type, raised.value, tb).get_traceback_html()
+
+    assert "Local vars" in text
+    assert "918273" not in text
