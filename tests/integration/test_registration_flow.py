@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
 
@@ -233,3 +234,45 @@ def test_rolled_back_registration_sends_nothing(
         **{user_model.get_email_field_name(): ghost}
     ).exists()
     assert_only_outbox_ids(published, [sentinel_row])
+
+
+@pytest.mark.parametrize(("how", "status"), [("refuse", 400), ("crash", 500)])
+def test_a_host_request_rolled_back_by_atomic_requests_sends_nothing(
+    live_server: Any,
+    celery_worker: Worker,
+    mailbox: Mailbox,
+    published: list[PublishedTask],
+    how: str,
+    status: int,
+) -> None:
+    assert settings.DATABASES["default"]["ATOMIC_REQUESTS"] is True
+    ghost = new_address("ghost")
+    request = urllib.request.Request(
+        f"{live_server.url}/host/signup-then-fail/",
+        data=json.dumps({"email": ghost, "password": PASSWORD, "how": how}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with pytest.raises(urllib.error.HTTPError) as answer:
+        _opener.open(request, timeout=HTTP_TIMEOUT)
+    answer.value.close()
+    assert answer.value.code == status
+    assert published == []  # the request's transaction rolled back: no on_commit
+
+    # As above: once a later email is out, the ghost's would have been too.
+    sentinel = new_address("sentinel")
+    register(live_server.url, sentinel)
+    mailbox.wait_for(
+        sentinel, VERIFY_SUBJECT, check=fail_on_failed_delivery(celery_worker, sentinel)
+    )
+    wait_for_status(
+        OutboxEmail.objects.get(recipient=sentinel).pk,
+        OutboxEmail.Status.SENT,
+        celery_worker,
+    )
+
+    assert mailbox.messages(ghost) == []
+    assert not OutboxEmail.objects.filter(recipient=ghost).exists()
+    assert not EmailIdentity.objects.filter(
+        email_normalized=normalize_email(ghost)
+    ).exists()
