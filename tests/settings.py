@@ -120,6 +120,14 @@ CELERY_BROKER_URL = os.environ.get("KINWISE_TEST_BROKER_URL", "memory://")
 CELERY_TASK_ALWAYS_EAGER = "KINWISE_TEST_BROKER_URL" not in os.environ
 # Eager retries only run when errors do not propagate (Celery re-raises Retry).
 CELERY_TASK_EAGER_PROPAGATES = False
+# The expiry test runs a real beat that schedules the purge every few seconds.
+if os.environ.get("KINWISE_TEST_PURGE_EVERY"):
+    CELERY_BEAT_SCHEDULE = {
+        "kinwise-auth-purge-expired": {
+            "task": "kinwise_auth.tasks.purge_expired",
+            "schedule": float(os.environ["KINWISE_TEST_PURGE_EVERY"]),
+        }
+    }
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": int(os.environ.get("KINWISE_TEST_VISIBILITY_TIMEOUT", "3600"))
 }

@@ -382,6 +382,43 @@ def celery_worker_process(
         worker.stop()
 
 
+@contextmanager
+def celery_beat_process(
+    env: Mapping[str, str], *, log_path: Path, schedule_dir: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``celery -A tests.celery_app beat`` with ``env``; stopped on exit.
+
+    Its schedule file lives in ``schedule_dir``; ``env`` sets what it schedules.
+    """
+    command = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "tests.celery_app",
+        "beat",
+        "-l",
+        "info",
+        "--schedule",
+        str(schedule_dir / "beat-schedule"),
+        "--pidfile=",
+    ]
+    with log_path.open("ab") as log_file:
+        process = subprocess.Popen(
+            command,
+            cwd=REPO_ROOT,
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        yield process
+    finally:
+        _stop_group(process, PROCESS_STOP_TIMEOUT)
+
+
 # A Django management command, the way a host's manage.py runs it: the host's
 # Celery app is imported at start-up (here tests.celery_app; a host does it in its
 # project package), so kinwise_auth's shared tasks publish through it. Without the
