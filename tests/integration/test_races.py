@@ -15,8 +15,10 @@ request ends), so the requests really contend for the rows the package locks.
 
 Each race runs for ten rounds, each a test of its own on a fresh database (the
 transactional ``django_db`` flushes it after every test). The secrets are minted in
-the test rather than read from emails: no Celery worker is needed, the outbox rows
-the requests write are only published to this run's broker, which every test purges.
+the test rather than read from emails: no Celery worker is needed, and none may run
+them: the outbox rows the requests write are published to a private
+``redis-server`` of this module's own, which no worker consumes (a worker of another
+test, still running, would otherwise deliver them while the database is flushed).
 
 Rate limits are switched off (``RATELIMIT_ENABLE = False``): twenty requests from one
 IP for one address exceed every default budget (``otp/verify`` allows five per IP and
@@ -62,7 +64,8 @@ from kinwise_auth.models import (
     OutboxEmail,
 )
 from kinwise_auth.normalization import normalize_email
-from tests.celery_app import app as celery_app
+
+from .fault_tools import private_redis, publisher_broker
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -210,17 +213,27 @@ def new_address(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}@example.com"
 
 
+@pytest.fixture(scope="module")
+def unconsumed_broker(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[str]:
+    """A private broker no worker consumes: the races' emails are never delivered."""
+    with private_redis(tmp_path_factory.mktemp("races-broker")) as broker:
+        yield broker.url
+
+
 @pytest.fixture(autouse=True)
-def _races_setup(transactional_db: None, settings: Any) -> Iterator[None]:
-    """PostgreSQL (the gate checks it too), no rate limits, a purged broker after.
+def _races_setup(
+    transactional_db: None, settings: Any, unconsumed_broker: str
+) -> Iterator[None]:
+    """PostgreSQL (the gate checks it too), no rate limits, an unconsumed broker.
 
     ``transactional_db`` first: it passes the integration gate or skips.
     """
     assert connection.vendor == "postgresql", connection.vendor
     settings.RATELIMIT_ENABLE = False  # see the module docstring
-    yield
-    # The requests published delivery tasks that no worker will run.
-    celery_app.control.purge()
+    with publisher_broker(unconsumed_broker):
+        yield
 
 
 @pytest.fixture
