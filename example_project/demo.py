@@ -10,8 +10,12 @@ second Ctrl-C kills at once. If one of them exits on its own, the others are sto
 and the demo exits with status 1.
 
 Configuration is the project's own (environment variables, example_project/.env; see
-.env.example); PORT picks the web port (default 8000). The broker must be reachable:
-without it the demo says so and exits with status 1.
+.env.example); PORT picks the web port (default 8000). What is not configured there
+is chosen by what this machine runs: Redis on 127.0.0.1:6379 as broker and cache
+and PostgreSQL on 127.0.0.1:5432 (database ``kinwise_demo``, created if missing)
+when they answer, otherwise SQLite, kombu's filesystem broker and a file cache under
+``example_project/.demo/``, which need no server. The demo prints what it chose and
+why. A broker that was configured but does not answer stops the demo (status 1).
 
 Standard library only, so that it runs before anything else is set up.
 """
@@ -196,6 +200,116 @@ def check_broker(url: str) -> str | None:
 
 
 # ---------------------------------------------------------------------------
+# Choosing services: the configured ones, else local servers, else embedded
+# ---------------------------------------------------------------------------
+
+# Where the demo looks for local servers (DEMO_LOCAL_REDIS, DEMO_LOCAL_POSTGRES
+# "host:port" point it elsewhere, e.g. at a closed port to try the embedded mode).
+LOCAL_REDIS = os.environ.get("DEMO_LOCAL_REDIS", "redis://127.0.0.1:6379")
+_pg_host, _, _pg_port = os.environ.get(
+    "DEMO_LOCAL_POSTGRES", "127.0.0.1:5432"
+).rpartition(":")
+LOCAL_POSTGRES = (_pg_host, int(_pg_port))
+DEMO_DATABASE = "kinwise_demo"
+# Where the embedded SQLite file, broker and cache live (DEMO_DIR moves them).
+EMBEDDED_DIR = Path(os.environ.get("DEMO_DIR", HERE / ".demo")).resolve()
+
+
+def configured_names() -> set[str]:
+    """Variables set in the environment or in the project's .env file."""
+    names = set(os.environ)
+    env_file = os.environ.get("ENV_FILE", str(HERE / ".env"))
+    if env_file and Path(env_file).is_file():
+        for line in Path(env_file).read_text(encoding="utf-8").splitlines():
+            line = line.strip()
+            if line.startswith("export "):
+                line = line[len("export ") :]
+            if line and not line.startswith("#") and "=" in line:
+                names.add(line.split("=", 1)[0].strip())
+    return names
+
+
+def local_postgres_url() -> tuple[str | None, str]:
+    """A URL of the demo database on the local PostgreSQL, or None and why not."""
+    host, port = LOCAL_POSTGRES
+    try:
+        socket.create_connection((host, port), timeout=CONNECT_TIMEOUT).close()
+    except OSError as exc:
+        return None, f"nothing answers on {host}:{port} ({exc.strerror or exc})"
+    try:
+        import psycopg  # installed with the example project's requirements
+    except ImportError:
+        return None, "psycopg is not installed"
+    user = os.environ.get("PGUSER", "postgres")
+    try:
+        with psycopg.connect(
+            host=host,
+            port=port,
+            user=user,
+            dbname="postgres",
+            connect_timeout=2,
+            autocommit=True,
+        ) as connection:
+            exists = connection.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", [DEMO_DATABASE]
+            ).fetchone()
+            if not exists:
+                connection.execute(f'CREATE DATABASE "{DEMO_DATABASE}"')
+    except psycopg.Error as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else exc
+        return None, f"PostgreSQL on {host}:{port} refused: {first_line}"
+    return f"postgres://{user}@{host}:{port}/{DEMO_DATABASE}", ""
+
+
+def base_url(port: str) -> str:
+    return f"http://127.0.0.1:{port}"
+
+
+def choose_services(env: dict[str, str], port: str) -> list[str]:
+    """Fill in the broker, cache and database the configuration leaves open.
+
+    Returns one line per choice, saying why.
+    """
+    configured = configured_names()
+    notes: list[str] = []
+    redis_problem: str | None = "configured"
+    if not {"CELERY_BROKER_URL", "CACHE_URL"} <= configured:
+        redis_problem = check_redis(LOCAL_REDIS)
+    if "CELERY_BROKER_URL" not in configured:
+        if redis_problem is None:
+            env["CELERY_BROKER_URL"] = f"{LOCAL_REDIS}/0"
+            notes.append(f"Broker: Redis answers on {LOCAL_REDIS}")
+        else:
+            env["CELERY_BROKER_URL"] = "filesystem://"
+            env.setdefault("FILESYSTEM_BROKER_DIR", str(EMBEDDED_DIR / "broker"))
+            notes.append(
+                f"Broker: embedded, files in {EMBEDDED_DIR / 'broker'}: "
+                f"Redis {redis_problem}"
+            )
+    if "CACHE_URL" not in configured:
+        if redis_problem is None:
+            env["CACHE_URL"] = f"{LOCAL_REDIS}/1"
+            notes.append("Cache: Redis, shared by web and worker")
+        else:
+            (EMBEDDED_DIR / "cache").mkdir(parents=True, exist_ok=True)
+            env["CACHE_URL"] = f"filecache://{EMBEDDED_DIR / 'cache'}"
+            notes.append(f"Cache: embedded, files in {EMBEDDED_DIR / 'cache'}")
+    if "DATABASE_URL" not in configured:
+        url, why_not = local_postgres_url()
+        if url is not None:
+            env["DATABASE_URL"] = url
+            notes.append(f"Database: PostgreSQL answers (database {DEMO_DATABASE})")
+        else:
+            EMBEDDED_DIR.mkdir(parents=True, exist_ok=True)
+            env["DATABASE_URL"] = f"sqlite:///{EMBEDDED_DIR / 'db.sqlite3'}"
+            notes.append(f"Database: embedded SQLite: PostgreSQL: {why_not}")
+    if "FRONTEND_URL" not in configured:
+        # The emailed links open the demo page, which acts on their tokens.
+        env["FRONTEND_URL"] = base_url(port)
+    return notes
+
+
+# ---------------------------------------------------------------------------
 # Child processes
 # ---------------------------------------------------------------------------
 
@@ -340,8 +454,8 @@ def describe_database(info: dict[str, Any]) -> str:
     return f"{engine} {info['db_name']} on {where}"
 
 
-def banner(info: dict[str, Any], port: str) -> None:
-    base = f"http://127.0.0.1:{port}"
+def banner(info: dict[str, Any], port: str, notes: list[str]) -> None:
+    base = base_url(port)
     cache = info["cache_backend"].rsplit(".", 1)[-1]
     location = info["cache_location"]
     if isinstance(location, str) and "://" in location:
@@ -349,9 +463,13 @@ def banner(info: dict[str, Any], port: str) -> None:
     email = info["email_backend"]
     if email == "django.core.mail.backends.console.EmailBackend":
         email = "console: each email is printed in the worker's output"
+    elif email == "demo.mail.MailboxBackend":
+        email = f"dev mailbox: {base}/dev/mailbox/"
     for line in (
         "",
         "kinwise-auth example project",
+        f"  Demo      {base}/   <- open this in a browser",
+        f"  Mailbox   {base}/dev/mailbox/",
         f"  API       {base}/api/v1/auth/   (try POST {base}/api/v1/auth/register/)",
         f"  Admin     {base}/admin/",
         f"  Broker    {redact(info['broker'])}",
@@ -359,6 +477,7 @@ def banner(info: dict[str, Any], port: str) -> None:
         f"  Database  {describe_database(info)}",
         f"  Cache     {cache} {location}",
         f"  Email     {email}",
+        *(f"  ({note})" for note in notes),
         "  Press Ctrl-C to stop.",
         "",
     ):
@@ -370,6 +489,7 @@ def main() -> int:
     port = os.environ.get("PORT", "8000")
     env = child_env()
     python = sys.executable
+    notes = choose_services(env, port)
 
     info = probe_settings(env)
     if info is None:
@@ -400,7 +520,7 @@ def main() -> int:
         say(f"migrate failed (exit status {migrate.proc.returncode}).")
         return 1
 
-    banner(info, port)
+    banner(info, port, notes)
     celery = [python, "-m", "celery", "-A", "config"]
     demo.start(
         "web",

@@ -62,6 +62,9 @@ INSTALLED_APPS = [
     "django_celery_results",
     "kinwise_auth",
 ]
+if DEBUG:
+    # The demo page and the dev mailbox (development only).
+    INSTALLED_APPS.append("demo")
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
@@ -196,8 +199,15 @@ CORS_ALLOWED_ORIGINS: list[str] = env.list(
 # Email (sent by the Celery worker)
 # ---------------------------------------------------------------------------
 
+# With DEBUG on, emails land in the dev mailbox (/dev/mailbox/); otherwise they
+# are printed by the worker until EMAIL_BACKEND names a real one.
 EMAIL_BACKEND: str = env.str(
-    "EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend"
+    "EMAIL_BACKEND",
+    default=(
+        "demo.mail.MailboxBackend"
+        if DEBUG
+        else "django.core.mail.backends.console.EmailBackend"
+    ),
 )
 EMAIL_HOST: str = env.str("EMAIL_HOST", default="localhost")
 EMAIL_PORT: int = env.int("EMAIL_PORT", default=25)
@@ -271,7 +281,19 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # With Redis, an unacknowledged message is redelivered after this many seconds; it
 # must exceed the longest task run and retry countdown (kinwise_auth caps its backoff
 # below it).
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, Any] = {"visibility_timeout": 3600}
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    # The demo's embedded broker (no server): messages are files in one folder
+    # that web, worker and beat share.
+    _broker_dir = Path(
+        env.str("FILESYSTEM_BROKER_DIR", default=str(BASE_DIR / ".demo" / "broker"))
+    )
+    _broker_dir.mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_broker_dir),
+        "data_folder_out": str(_broker_dir),
+        "control_folder": str(_broker_dir / "control"),
+    }
 
 # kinwise_auth's tasks go to their own queue. It is declared here, so a plain
 # `celery -A config worker` consumes it along with the default queue. Each queue is

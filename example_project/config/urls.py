@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import admin
 from django.contrib.staticfiles.urls import staticfiles_urlpatterns
 from django.urls import URLPattern, URLResolver, include, path
@@ -10,6 +11,9 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("admin/", admin.site.urls),
     path("api/v1/auth/", include("kinwise_auth.urls")),
 ]
+if settings.DEBUG:
+    # The demo page at /, the paths of the emailed links, and the dev mailbox.
+    urlpatterns.append(path("", include("demo.urls")))
 
 # Serves the admin's static files when DEBUG is on, under gunicorn too (no-op when
 # DEBUG is off: put a web server or whitenoise in front in production).
