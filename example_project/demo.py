@@ -471,6 +471,7 @@ def banner(info: dict[str, Any], port: str, notes: list[str]) -> None:
         f"  Demo      {base}/   <- open this in a browser",
         f"  Mailbox   {base}/dev/mailbox/",
         f"  API       {base}/api/v1/auth/   (try POST {base}/api/v1/auth/register/)",
+        f"  API docs  {base}/api/docs/   (OpenAPI schema at {base}/api/schema/)",
         f"  Admin     {base}/admin/",
         f"  Broker    {redact(info['broker'])}",
         f"  Results   {info['result_backend']}",

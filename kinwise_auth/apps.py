@@ -13,3 +13,9 @@ class KinwiseAuthConfig(AppConfig):
 
     def ready(self) -> None:
         from . import checks, conf  # noqa: F401  (registers checks and receivers)
+
+        try:
+            import drf_spectacular  # noqa: F401
+        except ImportError:
+            return
+        from . import openapi  # noqa: F401  (registers the schema extensions)

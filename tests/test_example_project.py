@@ -8,12 +8,9 @@ connect to the cache, and the demo is only run against a closed port.
 from __future__ import annotations
 
 import json
-import os
 import re
 import secrets
 import socket
-import subprocess
-import sys
 import textwrap
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -22,37 +19,19 @@ from typing import Any
 import pytest
 import yaml
 
-EXAMPLE_DIR = Path(__file__).resolve().parent.parent / "example_project"
-SETTINGS_FILE = EXAMPLE_DIR / "config" / "settings.py"
+from .example_tools import (
+    EXAMPLE_DIR,
+    example_env,
+    explain,
+    run,
+    settings_env_names,
+)
+
 KINWISE_TASKS = [
     "kinwise_auth.tasks.deliver",
     "kinwise_auth.tasks.requeue_unsent",
     "kinwise_auth.tasks.purge_expired",
 ]
-
-# env("X", ...), env.bool("X", ...), env.db_url("X", ...): what settings.py reads.
-_ENV_READ = re.compile(r"\benv(?:\.\w+)?\(\s*\"([A-Z][A-Z0-9_]*)\"")
-
-
-def settings_env_names() -> set[str]:
-    return set(_ENV_READ.findall(SETTINGS_FILE.read_text()))
-
-
-def example_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
-    """The environment of an example-project subprocess, independent of ours.
-
-    Every variable the settings read is dropped, and no .env file is read, so
-    neither the caller's shell nor a developer's example_project/.env leaks in.
-    """
-    env = {k: v for k, v in os.environ.items() if k not in settings_env_names()}
-    env.update(
-        DJANGO_SETTINGS_MODULE="config.settings",
-        ENV_FILE="",
-        DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
-        PYTHONDONTWRITEBYTECODE="1",
-    )
-    env.update(overrides)
-    return env
 
 
 def production_env(tmp_path: Path) -> dict[str, str]:
@@ -63,27 +42,6 @@ def production_env(tmp_path: Path) -> dict[str, str]:
         ALLOWED_HOSTS="example.com",
         FRONTEND_URL="https://app.example.com",
         CACHE_URL="redis://127.0.0.1:6379/1",
-    )
-
-
-def run(
-    args: list[str], env: dict[str, str], timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, *args],
-        cwd=EXAMPLE_DIR,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
-def explain(result: subprocess.CompletedProcess[str]) -> str:
-    return (
-        f"exit status {result.returncode}\n"
-        f"--- stdout ---\n{result.stdout}\n--- stderr ---\n{result.stderr}"
     )
 
 
@@ -142,11 +100,11 @@ def test_env_example_documents_every_variable() -> None:
 # ---------------------------------------------------------------------------
 
 
-def test_no_missing_migrations(tmp_path: Path) -> None:
-    result = run(
-        ["manage.py", "makemigrations", "--check", "--dry-run"],
-        production_env(tmp_path),
-    )
+@pytest.mark.parametrize("debug", [False, True], ids=["production", "debug"])
+def test_no_missing_migrations(tmp_path: Path, debug: bool) -> None:
+    # With DEBUG on, the demo app (dev mailbox) is installed too.
+    env = production_env(tmp_path) if not debug else example_env(tmp_path)
+    result = run(["manage.py", "makemigrations", "--check", "--dry-run"], env)
     assert result.returncode == 0, explain(result)
 
 

@@ -60,6 +60,8 @@ INSTALLED_APPS = [
     "rest_framework_simplejwt.token_blacklist",
     "django_celery_beat",
     "django_celery_results",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "kinwise_auth",
 ]
 if DEBUG:
@@ -171,6 +173,20 @@ SIMPLE_JWT = {
     "ROTATE_REFRESH_TOKENS": True,
     "BLACKLIST_AFTER_ROTATION": True,
     "AUTH_HEADER_TYPES": ("Bearer",),
+}
+
+# The OpenAPI description (kinwise-auth's "openapi" extra): /api/schema/ and
+# Swagger UI at /api/docs/.
+REST_FRAMEWORK = {"DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema"}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "kinwise-auth",
+    "DESCRIPTION": "Registration, email verification, sign-in by emailed code or "
+    "password with JWTs, password reset and account management.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
 }
 
 # ---------------------------------------------------------------------------

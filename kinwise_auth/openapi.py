@@ -1,0 +1,296 @@
+"""OpenAPI 3 description of the endpoints, for drf-spectacular (the ``openapi`` extra).
+
+Imported by the app only when drf-spectacular is installed. Each view is described
+through a view extension (the views stay free of schema code): its request body,
+its success answer, and every error it can give — field errors and
+``{"detail", "code"}`` bodies (400), 401 where a Bearer token is needed, 403 for an
+unverified login, 413, 415, 429 with ``Retry-After``, and 503 when a failing
+rate-limit cache is set to fail closed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.extensions import OpenApiViewExtension
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+    inline_serializer,
+)
+from rest_framework import serializers
+
+from . import views
+from .conf import auth_settings
+
+__all__ = ["ErrorSerializer", "FIELD_ERRORS_SCHEMA"]
+
+TAG = "kinwise-auth"
+
+
+class ErrorSerializer(serializers.Serializer[Any]):
+    """Every error but a validation error (component ``Error``)."""
+
+    detail = serializers.CharField(help_text="A message for people.")
+    code = serializers.CharField(help_text="A stable code for programs.")
+
+
+ERROR_SCHEMA: dict[str, Any] = {"$ref": "#/components/schemas/Error"}
+#: DRF's validation errors: each field (or ``non_field_errors``) to its messages.
+FIELD_ERRORS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": {"type": "array", "items": {"type": "string"}},
+    "minProperties": 1,
+}
+_RETRY_AFTER = OpenApiParameter(
+    "Retry-After",
+    OpenApiTypes.INT,
+    OpenApiParameter.HEADER,
+    response=[429],
+    description="Seconds until the limit lets a request through again.",
+)
+
+
+def _error(description: str, codes: str) -> OpenApiResponse:
+    return OpenApiResponse(
+        response=ErrorSerializer, description=f"{description} ({codes})"
+    )
+
+
+def _responses(
+    success: dict[int, Any], *, errors: str, body: bool = True, extra: Any = None
+) -> dict[int, Any]:
+    """The success answers plus the errors every endpoint shares."""
+    responses: dict[int, Any] = dict(success)
+    responses[400] = OpenApiResponse(
+        response={"oneOf": [FIELD_ERRORS_SCHEMA, ERROR_SCHEMA]},
+        description=f"Field errors, or {errors}.",
+    )
+    if body:
+        responses[413] = _error("The body is over MAX_BODY_SIZE", "request_too_large")
+        responses[415] = _error("The body is not JSON", "unsupported_media_type")
+    responses[429] = _error("Too many requests; see Retry-After", "rate_limited")
+    responses[503] = _error(
+        "The rate-limit cache failed and RATE_LIMIT_FAIL_OPEN is off",
+        "service_unavailable",
+    )
+    responses.update(extra or {})
+    return responses
+
+
+def _user() -> Any:
+    """The configured ``USER_SERIALIZER``: the user payload of every answer."""
+    return auth_settings.USER_SERIALIZER
+
+
+def _message(name: str, **fields: serializers.Field[Any, Any, Any, Any]) -> Any:
+    return inline_serializer(
+        name, fields={"message": serializers.CharField(), **fields}
+    )
+
+
+def _sign_in_serializer() -> Any:
+    return inline_serializer(
+        "SignIn",
+        fields={
+            "access": serializers.CharField(),
+            "refresh": serializers.CharField(),
+            "user": _user()(),
+        },
+    )
+
+
+_SIGN_IN = _sign_in_serializer()
+
+_UNAUTHORIZED = {
+    401: _error("No valid access token", "not_authenticated, token_not_valid")
+}
+
+
+def _describe(view: type[Any], **methods: dict[str, Any]) -> None:
+    """Register a view extension that decorates ``view``'s methods with schemas."""
+
+    # The view's own docstring, not its base class's.
+    description = (view.__dict__.get("__doc__") or "").strip()
+
+    def view_replacement(self: OpenApiViewExtension) -> type[Any]:
+        return extend_schema_view(
+            **{
+                method: extend_schema(
+                    tags=[TAG],
+                    description=description,
+                    **{
+                        **schema,
+                        "parameters": [*schema.get("parameters", []), _RETRY_AFTER],
+                    },
+                )
+                for method, schema in methods.items()
+            }
+        )(type(self.target.__name__, (self.target,), {}))
+
+    type(
+        f"{view.__name__}Schema",
+        (OpenApiViewExtension,),
+        {
+            "target_class": f"{view.__module__}.{view.__qualname__}",
+            "view_replacement": view_replacement,
+        },
+    )
+
+
+def _post(view: type[Any], summary: str, success: dict[int, Any], **kw: Any) -> None:
+    signed_in = issubclass(view, views.SignedInAPIView)
+    errors = kw.pop("errors", "invalid input")
+    extra = {**(_UNAUTHORIZED if signed_in else {}), **kw.pop("extra", {})}
+    _describe(
+        view,
+        post={
+            "summary": summary,
+            "request": view.serializer_class,
+            "responses": _responses(success, errors=errors, extra=extra),
+            **kw,
+        },
+    )
+
+
+_verified = inline_serializer(
+    "EmailVerified",
+    fields={
+        "message": serializers.CharField(),
+        "user": inline_serializer(
+            "VerifiedUser",
+            fields={
+                "email": serializers.EmailField(),
+                "is_active": serializers.BooleanField(),
+            },
+        ),
+    },
+)
+_token_errors = "invalid_token, token_expired"
+
+_post(
+    views.RegisterView,
+    "Register a pending account and email its verification link",
+    {
+        201: _message(
+            "Registered",
+            email=serializers.EmailField(),
+            user_id=serializers.IntegerField(
+                required=False, help_text="Only with PREVENT_ENUMERATION off."
+            ),
+        )
+    },
+)
+_describe(
+    views.VerifyEmailView,
+    post={
+        "summary": "Verify the email address with the emailed token",
+        "request": views.VerifyEmailView.serializer_class,
+        "responses": _responses({200: _verified}, errors=_token_errors),
+    },
+    get={
+        "summary": "Verify by link (the token ends up in access logs: prefer POST)",
+        "parameters": [
+            OpenApiParameter("token", OpenApiTypes.STR, OpenApiParameter.QUERY)
+        ],
+        "responses": _responses({200: _verified}, errors=_token_errors, body=False),
+    },
+)
+_post(
+    views.ResendVerificationView,
+    "Email a fresh verification link (same answer for every address)",
+    {200: _message("VerificationResent")},
+)
+_post(
+    views.LoginCodeRequestView,
+    "Email a one-time login code (same answer for every address)",
+    {200: _message("LoginCodeSent", expires_in=serializers.IntegerField())},
+)
+_post(
+    views.LoginCodeVerifyView,
+    "Sign in with the emailed code",
+    {200: _SIGN_IN},
+    errors="invalid_code, code_expired",
+)
+_post(
+    views.LoginView,
+    "Sign in with email and password",
+    {200: _SIGN_IN},
+    errors="invalid_credentials",
+    extra={
+        403: _error("Right password, address not verified yet", "email_not_verified")
+    },
+)
+_post(
+    views.TokenRefreshView,
+    "A new access token (and refresh token when rotation is on)",
+    {
+        200: inline_serializer(
+            "Refreshed",
+            fields={
+                "access": serializers.CharField(),
+                "refresh": serializers.CharField(required=False),
+            },
+        )
+    },
+    extra={401: _error("The refresh token is not valid", "token_not_valid")},
+)
+_post(
+    views.LogoutView,
+    "Blacklist the refresh token",
+    {205: OpenApiResponse(description="Signed out (again 205 if already).")},
+    errors="invalid_token",
+)
+_describe(
+    views.MeView,
+    get={
+        "summary": "The signed-in user",
+        "responses": _responses(
+            {200: _user()}, errors="invalid input", body=False, extra=_UNAUTHORIZED
+        ),
+    },
+)
+_post(
+    views.PasswordResetView,
+    "Email a password reset link (same answer for every address)",
+    {200: _message("PasswordResetSent")},
+)
+_post(
+    views.PasswordResetConfirmView,
+    "Set a new password with the emailed token",
+    {200: _message("PasswordReset")},
+    errors=_token_errors,
+)
+_post(
+    views.PasswordChangeView,
+    "Change the password; answers a fresh token pair",
+    {
+        200: _message(
+            "PasswordChanged",
+            access=serializers.CharField(),
+            refresh=serializers.CharField(),
+        )
+    },
+    errors="invalid_credentials",
+)
+_post(
+    views.EmailChangeView,
+    "Email a confirmation link to the new address (same answer if it is taken)",
+    {200: _message("EmailChangeSent")},
+    errors="invalid_credentials",
+)
+_post(
+    views.EmailChangeConfirmView,
+    "Confirm the new address with the emailed token",
+    {200: _user()},
+    errors=f"{_token_errors}, email_taken",
+)
+_post(
+    views.AccountDeleteView,
+    "Delete the account",
+    {204: OpenApiResponse(description="Deleted; refresh tokens revoked.")},
+    errors="invalid_credentials",
+)
