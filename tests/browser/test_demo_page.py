@@ -327,6 +327,13 @@ def test_the_whole_journey_in_the_browser(
     assert page.locator("article.email iframe").count() == len(subjects)
     shot(page, "08-mailbox")
 
+    # The API docs the page links to: Swagger UI, served without a CDN.
+    page.goto(f"{base}/")
+    page.get_by_role("link", name="API docs").click()
+    page.wait_for_selector(".swagger-ui .opblock")
+    assert page.locator(".swagger-ui .opblock").count() == 16
+    shot(page, "09-api-docs")
+
     # Ctrl-C stops web, worker and beat cleanly.
     assert process.interrupt() == 0, process.output[-4000:]
     assert "demo: stopped." in process.output
