@@ -37,10 +37,11 @@ DEFAULTS: dict[str, Any] = {
     "PREVENT_ENUMERATION": True,
     # scope -> {"ip": rate, "email": rate, "account": rate}; rates use
     # django-ratelimit's syntax. "email" keys the address given in the body (for
-    # login/, failures only); "account" keys the signed-in or token's user.
+    # login/, failures only); "account" keys the signed-in user, the refresh
+    # token's user, or the user an emailed link was minted for.
     "RATE_LIMITS": {
         "register": {"ip": "3/h", "email": "3/h"},
-        "verify_email": {"ip": "30/m"},
+        "verify_email": {"ip": "30/m", "account": "10/10m"},
         "resend_verification": {"ip": "3/10m", "email": "3/10m"},
         "otp_request": {"ip": "3/10m", "email": "3/10m"},
         "otp_verify": {"ip": "5/10m", "email": "5/10m"},
@@ -49,10 +50,10 @@ DEFAULTS: dict[str, Any] = {
         "logout": {"ip": "30/m", "account": "10/10m"},
         "me": {"ip": "30/m", "account": "10/10m"},
         "password_reset": {"ip": "3/10m", "email": "3/10m"},
-        "password_reset_confirm": {"ip": "30/m"},
+        "password_reset_confirm": {"ip": "30/m", "account": "10/10m"},
         "password_change": {"ip": "30/m", "account": "10/10m"},
         "email_change": {"ip": "30/m", "account": "10/10m", "email": "3/10m"},
-        "email_change_confirm": {"ip": "30/m"},
+        "email_change_confirm": {"ip": "30/m", "account": "10/10m"},
         "account_delete": {"ip": "30/m", "account": "10/10m"},
     },
     "RATE_LIMIT_FAIL_OPEN": True,
@@ -126,7 +127,8 @@ class AuthSettings:
         return value
 
     def rate(self, scope: str, kind: str) -> str | None:
-        """The rate of ``scope`` per ``kind`` ("ip" or "email"); None: no limit."""
+        """The rate of ``scope`` per ``kind`` ("ip", "email" or "account");
+        None: no limit."""
         return self.RATE_LIMITS.get(scope, {}).get(kind)
 
     def reload(self) -> None:

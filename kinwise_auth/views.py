@@ -24,6 +24,7 @@ from . import ratelimit, services
 from .conf import auth_settings
 from .errors import EmailTaken, InvalidCredentials, PasswordRejected, RequestTooLarge
 from .exceptions import exception_handler
+from .models import LinkToken
 from .parsers import BoundedJSONParser
 from .serializers import (
     EmailChangeSerializer,
@@ -152,6 +153,23 @@ class SignedInAPIView(AuthAPIView):
         return values
 
 
+class LinkAPIView(AuthAPIView):
+    """An endpoint that takes an emailed link's ``token``: limited per IP, then,
+    once the token names an account, per that account."""
+
+    #: The purpose of the links this endpoint takes.
+    link_purpose: ClassVar[str]
+
+    @sensitive_variables()
+    def validated(self, request: Request, data: Any) -> dict[str, Any]:
+        values = super().validated(request, data)
+        if auth_settings.rate(self.scope, "account"):
+            owner = services.link_owner(values["token"], self.link_purpose)
+            if owner is not None:
+                ratelimit.limit_account(request, self.scope, owner)
+        return values
+
+
 def password_rejected(exc: PasswordRejected) -> serializers.ValidationError:
     return serializers.ValidationError({exc.field: exc.messages}, code=exc.code)
 
@@ -187,12 +205,13 @@ class RegisterView(AuthAPIView):
         return Response(body, status=status.HTTP_201_CREATED)
 
 
-class VerifyEmailView(AuthAPIView):
+class VerifyEmailView(LinkAPIView):
     """POST ``{"token"}`` is the documented way; GET ``?token=`` serves old links
     but leaves the token in access logs."""
 
     scope = "verify_email"
     serializer_class = TokenSerializer
+    link_purpose = LinkToken.Purpose.VERIFY_EMAIL
 
     @sensitive_variables()
     def post(self, request: Request) -> Response:
@@ -349,9 +368,10 @@ class PasswordResetView(AuthAPIView):
         )
 
 
-class PasswordResetConfirmView(AuthAPIView):
+class PasswordResetConfirmView(LinkAPIView):
     scope = "password_reset_confirm"
     serializer_class = PasswordResetConfirmSerializer
+    link_purpose = LinkToken.Purpose.PASSWORD_RESET
 
     @sensitive_variables()
     def post(self, request: Request) -> Response:
@@ -412,9 +432,10 @@ class EmailChangeView(SignedInAPIView):
         )
 
 
-class EmailChangeConfirmView(AuthAPIView):
+class EmailChangeConfirmView(LinkAPIView):
     scope = "email_change_confirm"
     serializer_class = TokenSerializer
+    link_purpose = LinkToken.Purpose.EMAIL_CHANGE
 
     @sensitive_variables()
     def post(self, request: Request) -> Response:

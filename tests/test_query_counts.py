@@ -3,9 +3,9 @@
 register, new address: identity lookup, user, identity, outbox row, audit row.
 register, held address: the same five: a throwaway user and identity are inserted
 and rolled back, so a taken address costs what a new one does.
-verify-email: token (locked), identity (locked), mark token used, mark identity
-verified, activate user, welcome outbox row, audit row; a used or unknown token
-stops after the reads.
+verify-email: the token's user (the per-account limit), token (locked), identity
+(locked), mark token used, mark identity verified, activate user, welcome outbox
+row, audit row; a used or unknown token stops after the reads.
 resend-verification: identity lookup, outbox row, audit row, whatever the account.
 otp/request: the same three, whatever the account.
 otp/verify: identity, the live code (locked), then either the attempt counter and
@@ -55,11 +55,11 @@ def test_verify_email(api: Any, broker: Any, assert_queries: Any) -> None:
     broker.drain()
     token = re.search(r"token=([\w\-]+)", mail.outbox[0].body).group(1)  # type: ignore[union-attr]
 
-    with assert_queries(7):
+    with assert_queries(8):
+        assert api.post(VERIFY, {"token": token}, format="json").status_code == 200
+    with assert_queries(3):
         assert api.post(VERIFY, {"token": token}, format="json").status_code == 200
     with assert_queries(2):
-        assert api.post(VERIFY, {"token": token}, format="json").status_code == 200
-    with assert_queries(1):
         assert api.post(VERIFY, {"token": "x" * 43}, format="json").status_code == 400
     with assert_queries(0):
         assert api.post(VERIFY, {"token": 5}, format="json").status_code == 400

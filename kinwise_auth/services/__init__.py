@@ -13,6 +13,7 @@ from .email_verification import (
     resend_verification,
     verify_email,
 )
+from .link_tokens import link_owner
 from .login_code import request_login_code, verify_login_code
 from .meta import RequestMeta
 from .password import change_password, request_password_reset, reset_password
@@ -33,6 +34,7 @@ __all__ = [
     "Registration",
     "register_user",
     "Verification",
+    "link_owner",
     "verify_email",
     "resend_verification",
     "request_login_code",

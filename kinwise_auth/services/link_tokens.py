@@ -11,7 +11,26 @@ from .. import crypto
 from ..errors import InvalidToken, TokenExpired
 from ..models import EmailIdentity, LinkToken, LoginCode
 
-__all__ = ["lock_link", "require_live", "retire_secrets"]
+__all__ = ["link_owner", "lock_link", "require_live", "retire_secrets"]
+
+
+@sensitive_variables()
+def link_owner(token: str, purpose: str) -> Any:
+    """The primary key of the user a ``purpose`` link token was minted for; None
+    if no such token exists.
+
+    Read without a lock, whether the link is live, used, superseded or expired:
+    it keys the per-account rate limit of the endpoint that takes the link,
+    before the link is used, so one account's links cannot be replayed without
+    bound from many addresses.
+    """
+    return (
+        LinkToken.objects.filter(
+            purpose=purpose, token_hash__in=crypto.candidate_hashes(token)
+        )
+        .values_list("user_id", flat=True)
+        .first()
+    )
 
 
 @sensitive_variables()

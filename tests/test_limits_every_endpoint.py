@@ -1,0 +1,213 @@
+"""Security rule 4 at every endpoint: per IP, and per email or account from many IPs.
+
+Each endpoint of ``kinwise_auth.urls`` is called with a well-formed request for one
+of two accounts (``alice``, ``bob``). The rates are lowered to 2 per minute for the
+kind under test and switched off for the others, so the third request is the first
+over the limit: it must answer 429 with ``Retry-After`` and the error shape, while
+another key (another IP, another address or account) still gets through.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from django.urls import URLPattern, resolve, reverse
+from django.utils import timezone
+from rest_framework.test import APIClient
+from rest_framework_simplejwt.tokens import RefreshToken
+
+from kinwise_auth import crypto, urls
+from kinwise_auth.conf import DEFAULTS
+from kinwise_auth.models import LinkToken
+
+from .conftest import PASSWORD, register_body
+
+pytestmark = pytest.mark.django_db
+
+LIMIT = 2  # requests a key may make in the window under test
+NEW_PASSWORD = "another-Staple-horse-42"
+
+
+@dataclass
+class Call:
+    """One request: the method, the JSON body and the bearer token, if any."""
+
+    method: str = "post"
+    body: dict[str, Any] | None = None
+    access: str | None = None
+
+
+@dataclass
+class Accounts:
+    """Two verified accounts and ways to mint their tokens and links."""
+
+    users: dict[str, Any] = field(default_factory=dict)
+
+    def address(self, who: str, n: int) -> str:
+        # Every other request spells the address differently: one budget.
+        return f"{who}@example.com" if n % 2 == 0 else f"{who.upper()}@Example.COM"
+
+    def refresh(self, who: str) -> str:
+        return str(RefreshToken.for_user(self.users[who]))
+
+    def access(self, who: str) -> str:
+        return str(RefreshToken.for_user(self.users[who]).access_token)
+
+    def link(self, who: str, purpose: str, email: str = "") -> str:
+        """A fresh live link of ``purpose`` for ``who``: a new token each call, so
+        a per-account limit is shown to count the account, not the token."""
+        token = crypto.new_link_token()
+        LinkToken.objects.create(
+            user=self.users[who],
+            purpose=purpose,
+            token_hash=crypto.keyed_hash(token),
+            email=email,
+            expires_at=timezone.now() + dt.timedelta(hours=1),
+        )
+        return token
+
+
+# url name -> how to call it for ``who`` the n-th time. Every call is well formed,
+# so it reaches the per-email or per-account check; none is a 429 by itself.
+CALLS: dict[str, Callable[[Accounts, str, int], Call]] = {
+    "register": lambda a, who, n: Call(body=register_body(a.address(who, n))),
+    "verify-email": lambda a, who, n: Call(
+        body={"token": a.link(who, LinkToken.Purpose.VERIFY_EMAIL)}
+    ),
+    "resend-verification": lambda a, who, n: Call(body={"email": a.address(who, n)}),
+    "otp-request": lambda a, who, n: Call(body={"email": a.address(who, n)}),
+    "otp-verify": lambda a, who, n: Call(
+        body={"email": a.address(who, n), "code": "000000"}
+    ),
+    # A wrong password: the per-email limit of login/ counts failures.
+    "login": lambda a, who, n: Call(
+        body={"email": a.address(who, n), "password": "wrong-password-1"}
+    ),
+    "token-refresh": lambda a, who, n: Call(body={"refresh": a.refresh(who)}),
+    "logout": lambda a, who, n: Call(body={"refresh": a.refresh(who)}),
+    "me": lambda a, who, n: Call("get", None, a.access(who)),
+    "password-reset": lambda a, who, n: Call(body={"email": a.address(who, n)}),
+    # A password the validators refuse: the link stays usable, the request counts.
+    "password-reset-confirm": lambda a, who, n: Call(
+        body={
+            "token": a.link(who, LinkToken.Purpose.PASSWORD_RESET),
+            "new_password": "short",
+            "new_password_confirm": "short",
+        }
+    ),
+    "password-change": lambda a, who, n: Call(
+        body={
+            "current_password": "wrong-password-1",
+            "new_password": NEW_PASSWORD,
+            "new_password_confirm": NEW_PASSWORD,
+        },
+        access=a.access(who),
+    ),
+    # The per-email limit counts the new address: ``who``'s target mailbox.
+    "email-change": lambda a, who, n: Call(
+        body={"new_email": a.address(f"target-{who}", n), "password": PASSWORD},
+        access=a.access(who),
+    ),
+    "email-change-confirm": lambda a, who, n: Call(
+        body={
+            "token": a.link(
+                who, LinkToken.Purpose.EMAIL_CHANGE, f"moved-{who}-{n}@example.com"
+            )
+        }
+    ),
+    "account-delete": lambda a, who, n: Call(
+        body={"password": "wrong-password-1"}, access=a.access(who)
+    ),
+}
+
+URL_NAMES = sorted(
+    pattern.name
+    for pattern in urls.urlpatterns
+    if isinstance(pattern, URLPattern) and pattern.name
+)
+
+
+def scope_of(name: str) -> str:
+    return str(resolve(reverse(f"kinwise_auth:{name}")).func.view_class.scope)
+
+
+KEYED = [
+    (name, kind)
+    for name in URL_NAMES
+    for kind in sorted(DEFAULTS["RATE_LIMITS"][scope_of(name)])
+    if kind != "ip"
+]
+
+
+@pytest.fixture
+def accounts(make_user: Any) -> Accounts:
+    return Accounts(users={who: make_user(f"{who}@example.com") for who in ("a", "b")})
+
+
+def send(accounts: Accounts, name: str, who: str, n: int, ip: str) -> Any:
+    call = CALLS[name](accounts, who, n)
+    client = APIClient(REMOTE_ADDR=ip)
+    if call.access:
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {call.access}")
+    url = reverse(f"kinwise_auth:{name}")
+    if call.method == "get":
+        return client.get(url)
+    return client.post(url, call.body, format="json")
+
+
+def limit_only(settings: Any, scope: str, kind: str) -> None:
+    """``LIMIT`` per minute for ``kind`` in ``scope``; every other kind off."""
+    rates = dict.fromkeys(("ip", "email", "account"))
+    rates[kind] = f"{LIMIT}/m"
+    settings.KINWISE_AUTH = {**settings.KINWISE_AUTH, "RATE_LIMITS": {scope: rates}}
+
+
+def assert_rate_limited(response: Any) -> None:
+    assert response.status_code == 429, response.content
+    assert response.json() == {
+        "detail": "Too many requests. Please try again later.",
+        "code": "rate_limited",
+    }
+    assert 1 <= int(response["Retry-After"]) <= 60
+
+
+def test_every_endpoint_is_called_here() -> None:
+    assert set(CALLS) == set(URL_NAMES)
+
+
+@pytest.mark.parametrize("name", URL_NAMES)
+def test_every_scope_has_an_ip_and_an_email_or_account_default(name: str) -> None:
+    rates = DEFAULTS["RATE_LIMITS"][scope_of(name)]
+
+    assert rates.get("ip")
+    assert rates.get("email") or rates.get("account")
+
+
+@pytest.mark.parametrize("name", URL_NAMES)
+def test_the_per_ip_limit(name: str, accounts: Accounts, settings: Any) -> None:
+    limit_only(settings, scope_of(name), "ip")
+    for n in range(LIMIT):
+        # Two accounts from one IP: it is the IP that is counted.
+        response = send(accounts, name, "ab"[n % 2], n, "192.0.2.1")
+        assert response.status_code != 429, response.content
+
+    assert_rate_limited(send(accounts, name, "b", LIMIT, "192.0.2.1"))
+    assert send(accounts, name, "b", LIMIT, "192.0.2.2").status_code != 429
+
+
+@pytest.mark.parametrize(("name", "kind"), KEYED)
+def test_the_per_email_or_account_limit_holds_from_many_ips(
+    name: str, kind: str, accounts: Accounts, settings: Any
+) -> None:
+    limit_only(settings, scope_of(name), kind)
+    for n in range(LIMIT):
+        response = send(accounts, name, "a", n, f"198.51.100.{n}")
+        assert response.status_code != 429, response.content
+
+    assert_rate_limited(send(accounts, name, "a", LIMIT, "203.0.113.7"))
+    # The budget is that address's or account's alone.
+    assert send(accounts, name, "b", LIMIT, "203.0.113.8").status_code != 429
