@@ -9,6 +9,7 @@ from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.utils.module_loading import import_string
 
 from .conf import DEFAULTS, IMPORT_STRINGS, auth_settings
+from .serializers import LOGIN_CODE_MAX_LENGTH
 
 __all__ = [
     "check_unknown_keys",
@@ -16,6 +17,7 @@ __all__ = [
     "check_rate_limits",
     "check_rate_limit_cache",
     "check_account_deletion",
+    "check_login_code_length",
     "check_hooks",
     "check_blacklist_app",
 ]
@@ -135,6 +137,29 @@ def check_account_deletion(**kwargs: Any) -> list[CheckMessage]:
             f"KINWISE_AUTH['ACCOUNT_DELETION'] is {mode!r}.",
             hint="Use 'delete' or 'deactivate'.",
             id="kinwise_auth.E008",
+        )
+    ]
+
+
+# Six digits keep three guesses per code at three in a million; otp/verify/
+# accepts no more than LOGIN_CODE_MAX_LENGTH, so a longer code could never be
+# entered.
+LOGIN_CODE_LENGTH_BOUNDS = (6, LOGIN_CODE_MAX_LENGTH)
+
+
+@register(Tags.security)
+def check_login_code_length(**kwargs: Any) -> list[CheckMessage]:
+    length = auth_settings.LOGIN_CODE_LENGTH
+    low, high = LOGIN_CODE_LENGTH_BOUNDS
+    whole = isinstance(length, int) and not isinstance(length, bool)
+    if whole and low <= length <= high:
+        return []
+    return [
+        Error(
+            f"KINWISE_AUTH['LOGIN_CODE_LENGTH'] is {length!r}.",
+            hint=f"Use a whole number of digits from {low} to {high}: fewer make "
+            f"codes guessable, and otp/verify/ accepts at most {high}.",
+            id="kinwise_auth.E009",
         )
     ]
 

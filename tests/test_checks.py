@@ -114,3 +114,41 @@ def test_e008_account_deletion_mode() -> None:
     assert "kinwise_auth.E008" not in ids(
         KINWISE_AUTH={**FRONTEND, "ACCOUNT_DELETION": "deactivate"}, CACHES=REDIS
     )
+
+
+@pytest.mark.parametrize("length", [0, 5, 17, 100, "6", 6.0, True, None])
+def test_e009_login_code_length_out_of_bounds(length: Any) -> None:
+    assert "kinwise_auth.E009" in ids(
+        KINWISE_AUTH={**FRONTEND, "LOGIN_CODE_LENGTH": length}, CACHES=REDIS
+    )
+
+
+@pytest.mark.parametrize("length", [6, 8, 16])
+def test_e009_login_code_length_within_bounds(length: int) -> None:
+    assert "kinwise_auth.E009" not in ids(
+        KINWISE_AUTH={**FRONTEND, "LOGIN_CODE_LENGTH": length}, CACHES=REDIS
+    )
+
+
+def test_the_longest_code_allowed_can_be_entered(api: Any, make_user: Any) -> None:
+    """The check's upper bound is what otp/verify/ accepts: a code of that many
+    digits passes validation (and is refused only as a wrong code)."""
+    from kinwise_auth.checks import LOGIN_CODE_LENGTH_BOUNDS
+
+    make_user("alice@example.com")
+    longest = "1" * LOGIN_CODE_LENGTH_BOUNDS[1]
+
+    too_long = api.post(
+        "/api/v1/auth/otp/verify/",
+        {"email": "alice@example.com", "code": longest + "1"},
+        format="json",
+    )
+    accepted = api.post(
+        "/api/v1/auth/otp/verify/",
+        {"email": "alice@example.com", "code": longest},
+        format="json",
+    )
+
+    assert too_long.status_code == 400
+    assert list(too_long.json()) == ["code"]  # a field error, not a code check
+    assert accepted.json()["code"] == "invalid_code"
