@@ -10,7 +10,13 @@ from django.contrib.auth import get_user_model
 from django.core import mail
 from rest_framework.test import APIClient
 
-from kinwise_auth.models import AuthEvent, EmailIdentity, LinkToken, OutboxEmail
+from kinwise_auth.models import (
+    AuthEvent,
+    EmailIdentity,
+    LinkToken,
+    LoginCode,
+    OutboxEmail,
+)
 
 from .conftest import PASSWORD
 
@@ -445,6 +451,70 @@ def test_a_deleted_account_cannot_sign_in_by_password_or_code(
     assert sign_in(api).json()["code"] == "invalid_credentials"
     assert mail.outbox == []
     assert OutboxEmail.objects.filter(kind="login_code").get().status == "skipped"
+
+
+def login_code() -> str:
+    match = re.search(r"^\s+(\d{6})$", mail.outbox[-1].body, re.MULTILINE)
+    assert match, mail.outbox[-1].body
+    return match.group(1)
+
+
+@pytest.fixture(params=["delete", "deactivate"])
+def deletion_mode(request: Any, settings: Any) -> str:
+    settings.KINWISE_AUTH = {
+        "FRONTEND_URL": "https://app.example.com",
+        "ACCOUNT_DELETION": request.param,
+    }
+    return str(request.param)
+
+
+def test_a_code_minted_before_deletion_does_not_sign_in_after_it(
+    api: Any, alice: Any, session: dict[str, str], deletion_mode: str
+) -> None:
+    api.post("/api/v1/auth/otp/request/", {"email": "alice@example.com"}, format="json")
+    code = login_code()
+
+    assert delete(bearer(session["access"])).status_code == 204
+
+    response = api.post(
+        "/api/v1/auth/otp/verify/",
+        {"email": "alice@example.com", "code": code},
+        format="json",
+    )
+    assert response.status_code == 400
+    assert response.json()["code"] == "invalid_code"
+    # Deleted with the user, or superseded when it is kept: no live code remains.
+    assert not LoginCode.objects.filter(user_id=alice.pk).live().exists()
+
+
+def test_after_deletion_neither_password_nor_code_signs_in(
+    api: Any, alice: Any, session: dict[str, str], deletion_mode: str
+) -> None:
+    assert delete(bearer(session["access"])).status_code == 204
+    mail.outbox.clear()
+
+    by_password = sign_in(api)
+    api.post("/api/v1/auth/otp/request/", {"email": "alice@example.com"}, format="json")
+
+    assert by_password.status_code == 400
+    assert by_password.json()["code"] == "invalid_credentials"
+    assert mail.outbox == []  # no code was sent
+    assert not LoginCode.objects.exists()
+
+
+def test_a_deleted_accounts_access_token_is_refused(
+    alice: Any, session: dict[str, str], deletion_mode: str
+) -> None:
+    client = bearer(session["access"])
+    assert client.get("/api/v1/auth/me/").status_code == 200
+
+    delete(client)
+
+    response = client.get("/api/v1/auth/me/")
+    assert response.status_code == 401
+    assert response.json()["code"] == (
+        "user_not_found" if deletion_mode == "delete" else "user_inactive"
+    )
 
 
 def test_deletion_needs_the_password(alice: Any, session: dict[str, str]) -> None:

@@ -13,6 +13,7 @@ from .. import audit, emails
 from ..conf import auth_settings
 from ..errors import InvalidCredentials
 from ..models import EmailIdentity, OutboxEmail
+from .link_tokens import retire_secrets
 from .meta import RequestMeta
 from .sessions import revoke_refresh_tokens
 
@@ -25,7 +26,8 @@ def delete_account(*, user: Any, password: str, meta: RequestMeta) -> None:
 
     Raises :class:`InvalidCredentials` for a wrong password. Refresh tokens are
     revoked, a goodbye email goes to the address, and the audit trail stays with
-    its user reference cleared. Scrubbing frees the address for a new account.
+    its user reference cleared. Scrubbing frees the address for a new account and
+    supersedes every code and link mailed before, so none of them outlives it.
     """
     if not user.check_password(password):
         audit.record(
@@ -57,6 +59,7 @@ def delete_account(*, user: Any, password: str, meta: RequestMeta) -> None:
 
 def _scrub(user: Any) -> None:
     user_model = get_user_model()
+    retire_secrets(user)
     EmailIdentity.objects.filter(user=user).delete()
     placeholder = f"deleted-{user.pk}@invalid"
     setattr(user, user_model.get_email_field_name(), placeholder)
