@@ -1,0 +1,325 @@
+"""CPU time per request of every endpoint, beside two bare baselines.
+
+Run with ``make bench`` (or ``python bench/requests.py`` from the repository root
+with the package and its test requirements installed, PostgreSQL on 127.0.0.1).
+Every request goes through Django's full request stack (DRF's ``APIClient``) in
+this process, on a throwaway PostgreSQL database (``KINWISE_TEST_DB_NAME``,
+``kinwise_bench`` by default) that the script creates and drops. Each round calls
+every endpoint and both baselines once, each with fresh valid input made before
+the clock starts, and times the call with ``time.process_time`` (this process's
+CPU: the database's own work is not in it). It prints medians and the ratios:
+
+* **A**, a bare DRF ``APIView`` (no authentication, permission or throttle
+  classes, the JSON parser) that reads a user by email and inserts one row;
+* **B**, A plus a simplejwt pair (``RefreshToken.for_user``).
+
+The overhead figures use the tests' fast hasher (MD5) everywhere; the endpoints
+that hash a password are then timed again with Django's default PBKDF2 and
+reported apart. Emails go to an in-memory broker (nothing delivers them, as in a
+web process); rate limits are off. ``BENCH_ROUNDS`` (default 200) and
+``BENCH_SLOW_ROUNDS`` (default 8) set the rounds.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent]
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import bootstrap  # noqa: E402
+
+bootstrap("kinwise_bench")
+
+import os  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+from typing import Any  # noqa: E402
+
+from django.conf import settings  # noqa: E402
+from django.contrib.auth import get_user_model  # noqa: E402
+from django.db import connection  # noqa: E402
+from django.urls import clear_url_caches, include, path  # noqa: E402
+from rest_framework.parsers import JSONParser  # noqa: E402
+from rest_framework.renderers import JSONRenderer  # noqa: E402
+from rest_framework.request import Request  # noqa: E402
+from rest_framework.response import Response  # noqa: E402
+from rest_framework.test import APIClient  # noqa: E402
+from rest_framework.views import APIView  # noqa: E402
+from rest_framework_simplejwt.tokens import RefreshToken  # noqa: E402
+
+from bench.common import (  # noqa: E402
+    DEFAULT_HASHER,
+    FAST_HASHER,
+    OTHER_PASSWORD,
+    PASSWORD,
+    Accounts,
+    median_ms,
+    percentile_ms,
+    throwaway_database,
+    use_hasher,
+)
+from kinwise_auth.models import AuthEvent  # noqa: E402
+
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "200"))
+SLOW_ROUNDS = int(os.environ.get("BENCH_SLOW_ROUNDS", "8"))
+WARMUP = 10
+PREFIX = "/api/v1/auth/"
+
+
+class BaselineA(APIView):
+    """The least an endpoint does: read a user by email, insert one row."""
+
+    authentication_classes: list[Any] = []
+    permission_classes: list[Any] = []
+    throttle_classes: list[Any] = []
+    parser_classes = [JSONParser]
+    renderer_classes = [JSONRenderer]
+
+    def find_and_record(self, request: Request) -> Any:
+        model = get_user_model()
+        email = str(request.data.get("email", ""))
+        user = model._default_manager.filter(
+            **{model.get_email_field_name(): email}
+        ).first()
+        AuthEvent.objects.create(event_type="bench", user=user)
+        return user
+
+    def post(self, request: Request) -> Response:
+        user = self.find_and_record(request)
+        return Response({"id": user.pk if user else None})
+
+
+class BaselineB(BaselineA):
+    """Baseline A, then a simplejwt access/refresh pair for the user."""
+
+    def post(self, request: Request) -> Response:
+        user = self.find_and_record(request)
+        refresh = RefreshToken.for_user(user)
+        return Response({"access": str(refresh.access_token), "refresh": str(refresh)})
+
+
+urlpatterns = [
+    path("bench/a/", BaselineA.as_view()),
+    path("bench/b/", BaselineB.as_view()),
+    path("api/v1/auth/", include("kinwise_auth.urls")),
+]
+
+Prepared = tuple[str, str, dict[str, Any] | None, dict[str, str]]
+
+
+@dataclass
+class Case:
+    """One timed request: ``prepare`` makes fresh input, untimed."""
+
+    name: str
+    prepare: Callable[[Accounts], Prepared]
+    hashes: bool = False
+    target: tuple[str, float] | None = None
+    cpu: list[float] = field(default_factory=list)
+    wall: list[float] = field(default_factory=list)
+
+
+def post(url: str, data: dict[str, Any], bearer: str = "") -> Prepared:
+    headers = {"HTTP_AUTHORIZATION": bearer} if bearer else {}
+    return "post", url, data, headers
+
+
+def cases() -> list[Case]:
+    """Every endpoint of the API contract and the two baselines."""
+    a = PREFIX
+
+    def baseline(url: str) -> Callable[[Accounts], Prepared]:
+        def prepare(acc: Accounts) -> Prepared:
+            return post(url, {"email": acc.known})
+
+        return prepare
+
+    def register(acc: Accounts) -> Prepared:
+        return post(
+            a + "register/",
+            {
+                "email": acc.email("new"),
+                "password": PASSWORD,
+                "password_confirm": PASSWORD,
+            },
+        )
+
+    def verify_email(acc: Accounts) -> Prepared:
+        user = acc.user(acc.email("pending"), verified=False)
+        return post(a + "verify-email/", {"token": acc.link(user, "verify_email")})
+
+    def verify_email_get(acc: Accounts) -> Prepared:
+        user = acc.user(acc.email("pending"), verified=False)
+        token = acc.link(user, "verify_email")
+        return "get", a + f"verify-email/?token={token}", None, {}
+
+    def otp_verify(acc: Accounts) -> Prepared:
+        return post(a + "otp/verify/", {"email": acc.known, "code": acc.code(acc.me)})
+
+    def refresh(acc: Accounts) -> Prepared:
+        return post(a + "token/refresh/", {"refresh": acc.refresh(acc.me)})
+
+    def logout(acc: Accounts) -> Prepared:
+        return post(a + "logout/", {"refresh": acc.refresh(acc.me)})
+
+    def me(acc: Accounts) -> Prepared:
+        return "get", a + "me/", None, {"HTTP_AUTHORIZATION": acc.access(acc.me)}
+
+    def reset_confirm(acc: Accounts) -> Prepared:
+        token = acc.link(acc.resetter, "password_reset")
+        acc.flip = not acc.flip
+        new = OTHER_PASSWORD if acc.flip else PASSWORD
+        return post(
+            a + "password/reset/confirm/",
+            {"token": token, "new_password": new, "new_password_confirm": new},
+        )
+
+    def change(acc: Accounts) -> Prepared:
+        old, new = (
+            (PASSWORD, OTHER_PASSWORD)
+            if acc.changer_at_first
+            else (OTHER_PASSWORD, PASSWORD)
+        )
+        acc.changer_at_first = not acc.changer_at_first
+        return post(
+            a + "password/change/",
+            {"current_password": old, "new_password": new, "new_password_confirm": new},
+            acc.access(acc.changer),
+        )
+
+    def email_change(acc: Accounts) -> Prepared:
+        return post(
+            a + "email/change/",
+            {"new_email": acc.email("moved"), "password": PASSWORD},
+            acc.access(acc.me),
+        )
+
+    def email_change_confirm(acc: Accounts) -> Prepared:
+        user = acc.user(acc.email("mover"))
+        token = acc.link(user, "email_change", email=acc.email("moved"))
+        return post(a + "email/change/confirm/", {"token": token})
+
+    def delete(acc: Accounts) -> Prepared:
+        user = acc.user(acc.email("leaver"))
+        return post(a + "account/delete/", {"password": PASSWORD}, acc.access(user))
+
+    def email_only(url: str, who: str) -> Callable[[Accounts], Prepared]:
+        def prepare(acc: Accounts) -> Prepared:
+            return post(a + url, {"email": getattr(acc, who)})
+
+        return prepare
+
+    def login(acc: Accounts) -> Prepared:
+        return post(a + "login/", {"email": acc.known, "password": PASSWORD})
+
+    return [
+        Case("baseline A", baseline("/bench/a/")),
+        Case("baseline B", baseline("/bench/b/")),
+        Case("register/", register, hashes=True, target=("A", 2.0)),
+        Case("verify-email/ (POST)", verify_email, target=("A", 1.5)),
+        Case("verify-email/ (GET)", verify_email_get),
+        Case("resend-verification/", email_only("resend-verification/", "pending")),
+        Case("otp/request/", email_only("otp/request/", "known"), target=("A", 1.5)),
+        Case("otp/verify/", otp_verify, target=("B", 1.5)),
+        Case("login/", login, hashes=True, target=("B", 1.3)),
+        Case("token/refresh/", refresh),
+        Case("logout/", logout),
+        Case("me/", me),
+        Case("password/reset/", email_only("password/reset/", "known")),
+        Case("password/reset/confirm/", reset_confirm, hashes=True),
+        Case("password/change/", change, hashes=True),
+        Case("email/change/", email_change, hashes=True),
+        Case("email/change/confirm/", email_change_confirm),
+        Case("account/delete/", delete, hashes=True),
+    ]
+
+
+def make_accounts() -> Accounts:
+    """The standing accounts the cases use (made with the current hasher)."""
+    acc = Accounts()
+    acc.known = acc.email("known")
+    acc.me = acc.user(acc.known)
+    acc.pending = acc.email("pending")
+    acc.user(acc.pending, verified=False)
+    acc.resetter = acc.user(acc.email("resetter"))
+    acc.changer = acc.user(acc.email("changer"))
+    acc.changer_at_first = True
+    acc.flip = False
+    return acc
+
+
+def call(client: APIClient, case: Case, acc: Accounts, record: bool) -> None:
+    method, url, data, headers = case.prepare(acc)
+    wall, cpu = time.perf_counter(), time.process_time()
+    if method == "get":
+        response = client.get(url, **headers)
+    else:
+        response = client.post(url, data, format="json", **headers)
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    assert response.status_code < 300, (
+        case.name,
+        response.status_code,
+        response.content,
+    )
+    if record:
+        case.cpu.append(cpu)
+        case.wall.append(wall)
+
+
+def run(selected: list[Case], rounds: int) -> dict[str, Case]:
+    """Round-robin over ``selected`` so drift and noise hit every case alike."""
+    acc = make_accounts()
+    client = APIClient()
+    for n in range(WARMUP + rounds):
+        for case in selected:
+            call(client, case, acc, record=n >= WARMUP)
+    return {case.name: case for case in selected}
+
+
+def report(results: dict[str, Case], title: str) -> None:
+    a = median_ms(results["baseline A"].cpu)
+    b = median_ms(results["baseline B"].cpu)
+    print(f"\n{title}")
+    print(
+        f"{'endpoint':26} {'CPU p50':>9} {'CPU p90':>9} {'wall p50':>9}"
+        f" {'×A':>6} {'×B':>6}  target"
+    )
+    for name, case in results.items():
+        cpu = median_ms(case.cpu)
+        line = (
+            f"{name:26} {cpu:7.2f}ms {percentile_ms(case.cpu, 90):7.2f}ms"
+            f" {median_ms(case.wall):7.2f}ms {cpu / a:6.2f} {cpu / b:6.2f}"
+        )
+        if case.target and title.startswith("fast"):
+            base, limit = case.target
+            ratio = cpu / (a if base == "A" else b)
+            verdict = "met" if ratio <= limit else f"NOT met (+{ratio / limit - 1:.0%})"
+            line += f"  ≤ {limit}×{base}: {verdict}"
+        print(line)
+
+
+def main() -> None:
+    settings.ROOT_URLCONF = __name__
+    clear_url_caches()
+    with throwaway_database():
+        use_hasher(FAST_HASHER)
+        fast = run(cases(), ROUNDS)
+        report(fast, f"fast hasher (MD5), {ROUNDS} rounds, CPU time per request")
+        use_hasher(DEFAULT_HASHER)
+        slow = [c for c in cases() if c.hashes or c.name.startswith("baseline")]
+        report(
+            run(slow, SLOW_ROUNDS),
+            f"Django's default hasher (PBKDF2), {SLOW_ROUNDS} rounds, "
+            "the endpoints that hash a password",
+        )
+    print(
+        f"\n{connection.vendor}, {get_user_model().__name__}, "
+        f"ATOMIC_REQUESTS={settings.DATABASES['default'].get('ATOMIC_REQUESTS')}"
+    )
+
+
+if __name__ == "__main__":
+    main()
