@@ -252,3 +252,42 @@ def test_refresh_session_refuses_a_user_who_may_no_longer_sign_in(
 def test_parse_refresh_refuses_junk() -> None:
     with pytest.raises(TokenNotValid):
         services.parse_refresh("not-a-token")
+
+
+# --- spend_like_a_new_account ------------------------------------------------------
+
+
+def test_a_throwaway_account_leaves_nothing_even_when_its_insert_fails(
+    make_user: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import uuid
+
+    from django.contrib.auth import get_user_model
+    from django.db import transaction
+
+    from kinwise_auth.services import identities
+
+    fixed = uuid.UUID(int=7)
+    taken = f"{fixed.hex}@invalid.invalid"
+    make_user(taken)  # holds the placeholder address the throwaway will use
+    monkeypatch.setattr(identities.uuid, "uuid4", lambda: fixed)
+    users = get_user_model()._default_manager
+
+    with transaction.atomic():
+        identities.spend_like_a_new_account(PASSWORD)
+        # The failed insert was rolled back to the savepoint: the transaction
+        # goes on, and commits what the caller does next.
+        EmailIdentity.objects.filter(email=taken).update(email=taken.upper())
+
+    assert users.count() == 1
+    assert EmailIdentity.objects.get().email == taken.upper()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_throwaway_account_needs_the_callers_transaction() -> None:
+    from django.db.transaction import TransactionManagementError
+
+    from kinwise_auth.services import identities
+
+    with pytest.raises(TransactionManagementError):
+        identities.spend_like_a_new_account(PASSWORD)

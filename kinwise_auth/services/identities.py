@@ -6,7 +6,8 @@ import uuid
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
+from django.db.transaction import TransactionManagementError
 from django.views.decorators.debug import sensitive_variables
 
 from ..models import EmailIdentity
@@ -74,19 +75,21 @@ def create_pending_user(
     raise AssertionError("unreachable")
 
 
-class _Discard(Exception):
-    pass
-
-
 @sensitive_variables()
 def spend_like_a_new_account(password: str) -> None:
     """Do the work of creating an account, then roll it back.
 
     A registration for a taken address must cost what a new one does: one
-    password hash and the same inserts (rule 5 of the threat model, asserted by
-    counting queries). ``bulk_create`` sends no ``post_save``, so host receivers
-    never see the throwaway rows.
+    password hash and the same statements, savepoint included (rule 5 of the
+    threat model, asserted by counting queries). ``bulk_create`` sends no
+    ``post_save``, so host receivers never see the throwaway rows. Call it inside
+    the caller's ``transaction.atomic()`` block.
     """
+    connection = transaction.get_connection()
+    if not connection.in_atomic_block:
+        raise TransactionManagementError(
+            "spend_like_a_new_account() must run inside transaction.atomic()"
+        )
     user_model = get_user_model()
     placeholder = f"{uuid.uuid4().hex}@invalid.invalid"
     fields: dict[str, Any] = {user_model.get_email_field_name(): placeholder}
@@ -94,16 +97,24 @@ def spend_like_a_new_account(password: str) -> None:
         fields[user_model.USERNAME_FIELD] = _generated_username()
     user = user_model(is_active=False, **fields)
     user.set_password(password)
+    # A savepoint by hand, not atomic(): atomic() would roll back to it and then
+    # release it, one statement more than a new account's SAVEPOINT ... RELEASE.
+    # Rolled back and left for the transaction's end, it costs the same.
+    savepoint = transaction.savepoint()
     try:
-        with transaction.atomic():
-            user_model._default_manager.bulk_create([user])
-            EmailIdentity.objects.bulk_create(
-                [
-                    EmailIdentity(
-                        user=user, email=placeholder, email_normalized=placeholder
-                    )
-                ]
-            )
-            raise _Discard
-    except (_Discard, IntegrityError):
+        user_model._default_manager.bulk_create([user])
+        EmailIdentity.objects.bulk_create(
+            [EmailIdentity(user=user, email=placeholder, email_normalized=placeholder)]
+        )
+    except IntegrityError:
         pass
+    finally:
+        # A failed bulk_create marks the whole transaction for rollback; rolling
+        # back to the savepoint undoes the failure, so the mark goes first, as
+        # atomic() does it.
+        transaction.set_rollback(False)
+        try:
+            transaction.savepoint_rollback(savepoint)
+        except DatabaseError:
+            transaction.set_rollback(True)
+            raise
