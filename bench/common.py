@@ -12,6 +12,7 @@ import itertools
 import os
 import statistics
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -110,7 +111,7 @@ class Accounts:
 
         model = get_user_model()
         fields: dict[str, Any] = {model.get_email_field_name(): email}
-        if model.USERNAME_FIELD != model.get_email_field_name():
+        if model.get_email_field_name() != model.USERNAME_FIELD:
             fields[model.USERNAME_FIELD] = email
         user = model._default_manager.create(
             password=self.hashes[PASSWORD], is_active=verified, **fields
@@ -180,3 +181,122 @@ def percentile_ms(samples: list[float], pct: int) -> float:
     if len(samples) < 2:
         return samples[0] * 1e3 if samples else float("nan")
     return statistics.quantiles(samples, n=100, method="inclusive")[pct - 1] * 1e3
+
+
+def user_columns(email_sql: str, password_hash: str) -> tuple[list[str], list[str]]:
+    """Columns of the user table and SQL expressions filling them for a seeded
+    verified account whose address is ``email_sql`` (an SQL expression).
+
+    Read from the model, so it works for ``auth.User`` and a custom user alike.
+    """
+    from django.contrib.auth import get_user_model
+    from django.db import models
+
+    model = get_user_model()
+    email_fields = {model.get_email_field_name(), model.USERNAME_FIELD}
+    columns: list[str] = []
+    values: list[str] = []
+    for f in model._meta.concrete_fields:
+        if f.primary_key:
+            continue
+        if f.name in email_fields:
+            value = email_sql
+        elif f.name == "password":
+            value = "'" + password_hash.replace("'", "''") + "'"
+        elif isinstance(f, models.BooleanField):
+            value = "true" if f.name == "is_active" else "false"
+        elif f.null:
+            value = "NULL"
+        elif isinstance(f, models.DateTimeField):
+            value = "now()"
+        else:
+            value = "''"
+        columns.append(f.column)
+        values.append(value)
+    return columns, values
+
+
+def seed(users: int, rows: int, expired: int, prefix: str = "seed") -> dict[str, float]:
+    """Seed ``users`` verified accounts with identities and ``rows`` rows each of
+    login codes, link tokens and audit events, in SQL; ANALYZE; return seconds
+    per table.
+
+    Codes and tokens are old (used or superseded), as a busy site leaves them;
+    ``expired`` of them (half codes, half tokens) are past their expiry, for the
+    purge; audit events lie within the retention. Accounts are
+    ``{prefix}{n}@seed.example``, n from 1 to ``users``. Foreign keys are not checked
+    while loading (``session_replication_role``): the rows are consistent by
+    construction.
+    """
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.hashers import make_password
+    from django.db import connection
+
+    from kinwise_auth.models import AuthEvent, EmailIdentity, LinkToken, LoginCode
+
+    user_table = get_user_model()._meta.db_table
+    columns, values = user_columns(
+        f"'{prefix}' || g || '@seed.example'", make_password(PASSWORD)
+    )
+    lo = "(SELECT min(id) FROM {t} WHERE {c} LIKE '{p}%@seed.example')"
+    email_col = (
+        get_user_model()._meta.get_field(get_user_model().get_email_field_name()).column
+    )
+    first = lo.format(t=user_table, c=email_col, p=prefix)
+    half = expired // 2
+    user_of = f"(m.lo + (g % {users}))"
+    statements = {
+        user_table: (
+            f"INSERT INTO {user_table} ({', '.join(columns)}) "
+            f"SELECT {', '.join(values)} FROM generate_series(1, {users}) g"
+        ),
+        EmailIdentity._meta.db_table: (
+            f"INSERT INTO {EmailIdentity._meta.db_table} "
+            "(user_id, email, email_normalized, verified_at, created_at) "
+            f"SELECT id, {email_col}, {email_col}, now(), now() FROM {user_table} "
+            f"WHERE {email_col} LIKE '{prefix}%@seed.example'"
+        ),
+        LoginCode._meta.db_table: (
+            f"INSERT INTO {LoginCode._meta.db_table} (user_id, code_hash, created_at, "
+            "expires_at, attempts, used_at, superseded_at) "
+            f"SELECT {user_of}, md5('{prefix}c' || g) || md5('{prefix}C' || g), "
+            "now() - (g % 1440) * interval '1 minute', "
+            f"CASE WHEN g <= {half} THEN now() - interval '1 day' "
+            "ELSE now() + interval '1 day' END, "
+            "g % 3, CASE WHEN g % 2 = 0 THEN now() END, "
+            "CASE WHEN g % 2 = 1 THEN now() END "
+            f"FROM generate_series(1, {rows}) g, ({first}) m(lo)"
+        ),
+        LinkToken._meta.db_table: (
+            f"INSERT INTO {LinkToken._meta.db_table} (user_id, purpose, token_hash, "
+            "email, created_at, expires_at, used_at, superseded_at) "
+            f"SELECT {user_of}, (ARRAY['verify_email', 'password_reset', "
+            "'email_change'])[1 + g % 3], "
+            f"md5('{prefix}t' || g) || md5('{prefix}T' || g), '', "
+            "now() - (g % 1440) * interval '1 minute', "
+            f"CASE WHEN g <= {expired - half} THEN now() - interval '1 day' "
+            "ELSE now() + interval '1 day' END, "
+            "CASE WHEN g % 2 = 0 THEN now() END, CASE WHEN g % 2 = 1 THEN now() END "
+            f"FROM generate_series(1, {rows}) g, ({first}) m(lo)"
+        ),
+        AuthEvent._meta.db_table: (
+            f"INSERT INTO {AuthEvent._meta.db_table} (event_type, user_id, user_agent, "
+            "extra, created_at) "
+            f"SELECT (ARRAY['login_succeeded', 'login_failed', "
+            f"'login_code_requested'])[1 + g % 3], {user_of}, '', '{{}}', "
+            "now() - (g % 200) * interval '1 day' "
+            f"FROM generate_series(1, {rows}) g, ({first}) m(lo)"
+        ),
+    }
+    took: dict[str, float] = {}
+    with connection.cursor() as cursor:
+        cursor.execute("SET session_replication_role = replica")
+        cursor.execute("SET synchronous_commit = off")
+        for table, sql in statements.items():
+            started = time.perf_counter()
+            cursor.execute(sql)
+            cursor.execute(f"ANALYZE {table}")
+            took[table] = time.perf_counter() - started
+        cursor.execute("SET session_replication_role = DEFAULT")
+        cursor.execute("SET synchronous_commit = on")
+    return took

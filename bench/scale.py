@@ -1,0 +1,174 @@
+"""Latency of code-verify, verify-email and login on small and on large tables,
+and the purge of a million expired rows.
+
+Run with ``make bench`` (or ``python bench/scale.py`` from the repository root).
+On a throwaway PostgreSQL database (``kinwise_bench_scale``) it times the three
+endpoints (wall clock, in this process, through Django's full request stack) on
+small tables, then seeds in SQL 1 000 000 verified users with their identities
+and 5 000 000 rows each of login codes, link tokens and audit events, ANALYZEs,
+times them again and prints the ratios (target ≤ 1.2×). Then it runs
+``kinwise_auth.maintenance.purge_expired`` on the 1 000 000 expired codes and
+tokens and reports each batch's DELETE (the time its row locks are held).
+
+``BENCH_SCALE`` multiplies every row count (``BENCH_SCALE=0.01`` for a quick
+run); ``BENCH_ROUNDS`` (default 200) sets the timed calls per endpoint and size.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent]
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import bootstrap  # noqa: E402
+
+bootstrap("kinwise_bench_scale")
+
+import os  # noqa: E402
+import random  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable, Iterator  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
+from typing import Any  # noqa: E402
+
+from django.contrib.auth import get_user_model  # noqa: E402
+from django.db import connection  # noqa: E402
+from rest_framework.test import APIClient  # noqa: E402
+
+from bench.common import (  # noqa: E402
+    PASSWORD,
+    Accounts,
+    median_ms,
+    percentile_ms,
+    seed,
+    throwaway_database,
+)
+from kinwise_auth.maintenance import purge_expired  # noqa: E402
+
+SCALE = float(os.environ.get("BENCH_SCALE", "1"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "200"))
+USERS = int(1_000_000 * SCALE)
+ROWS = int(5_000_000 * SCALE)
+EXPIRED = int(1_000_000 * SCALE)
+SMALL_USERS, SMALL_ROWS = 100, 500
+PREFIX = "/api/v1/auth/"
+TARGET = 1.2
+
+Call = Callable[[APIClient], Any]
+
+
+def calls(acc: Accounts, prefix: str, users: int) -> dict[str, Call]:
+    """Fresh valid input per call: a seeded account signs in; a new one verifies."""
+    model = get_user_model()
+
+    def seeded() -> tuple[str, Any]:
+        email = f"{prefix}{random.randint(1, users)}@seed.example"
+        return email, model._default_manager.get(
+            **{model.get_email_field_name(): email}
+        )
+
+    def otp_verify() -> Call:
+        email, user = seeded()
+        body = {"email": email, "code": acc.code(user)}
+        return lambda c: c.post(PREFIX + "otp/verify/", body, format="json")
+
+    def verify_email() -> Call:
+        user = acc.user(acc.email("pending"), verified=False)
+        body = {"token": acc.link(user, "verify_email")}
+        return lambda c: c.post(PREFIX + "verify-email/", body, format="json")
+
+    def login() -> Call:
+        email, _ = seeded()
+        body = {"email": email, "password": PASSWORD}
+        return lambda c: c.post(PREFIX + "login/", body, format="json")
+
+    return {"otp/verify/": otp_verify, "verify-email/": verify_email, "login/": login}
+
+
+def measure(prefix: str, users: int) -> dict[str, list[float]]:
+    """Wall time of each endpoint, round-robin, after a warm-up."""
+    acc = Accounts()
+    client = APIClient()
+    makers = calls(acc, prefix, users)
+    times: dict[str, list[float]] = {name: [] for name in makers}
+    for n in range(10 + ROUNDS):
+        for name, make in makers.items():
+            send = make()
+            started = time.perf_counter()
+            response = send(client)
+            elapsed = time.perf_counter() - started
+            assert response.status_code == 200, (name, response.content)
+            if n >= 10:
+                times[name].append(elapsed)
+    return times
+
+
+@contextmanager
+def timed_statements() -> Iterator[list[tuple[str, float]]]:
+    """Record (first word, seconds) of every SQL statement run inside."""
+    seen: list[tuple[str, float]] = []
+
+    def wrapper(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            seen.append((sql.split(None, 1)[0].upper(), time.perf_counter() - started))
+
+    with connection.execute_wrapper(wrapper):
+        yield seen
+
+
+def main() -> None:
+    with throwaway_database():
+        seed(SMALL_USERS, SMALL_ROWS, 0, prefix="small")
+        small = measure("small", SMALL_USERS)
+
+        started = time.perf_counter()
+        took = seed(USERS, ROWS, EXPIRED)
+        seeded = time.perf_counter() - started
+        print(
+            f"seeded {USERS:,} users and {ROWS:,} rows each of codes, tokens and "
+            f"events in {seeded:.0f} s"
+        )
+        for table, seconds in took.items():
+            print(f"  {table:32} {seconds:7.1f} s (insert + ANALYZE)")
+        large = measure("seed", USERS)
+
+        print(f"\nwall time per request, {ROUNDS} rounds (target: large ≤ {TARGET}×)")
+        print(
+            f"{'endpoint':14} {'small p50':>10} {'large p50':>10} {'ratio':>6}"
+            f" {'small p90':>10} {'large p90':>10}"
+        )
+        for name in small:
+            s50, l50 = median_ms(small[name]), median_ms(large[name])
+            ratio = l50 / s50
+            verdict = (
+                "met" if ratio <= TARGET else f"NOT met (+{ratio / TARGET - 1:.0%})"
+            )
+            print(
+                f"{name:14} {s50:8.2f}ms {l50:8.2f}ms {ratio:6.2f}"
+                f" {percentile_ms(small[name], 90):8.2f}ms"
+                f" {percentile_ms(large[name], 90):8.2f}ms  {verdict}"
+            )
+
+        started = time.perf_counter()
+        with timed_statements() as statements:
+            purged = purge_expired()
+        total = time.perf_counter() - started
+        deletes = [t for word, t in statements if word == "DELETE"]
+        selects = [t for word, t in statements if word == "SELECT"]
+        print(
+            f"\npurge_expired: {purged} in {total:.1f} s; {len(deletes)} DELETE "
+            f"batches: p50 {median_ms(deletes):.1f} ms, p99 "
+            f"{percentile_ms(deletes, 99):.1f} ms, longest {max(deletes) * 1e3:.1f} ms "
+            f"(locks held); batch SELECTs p50 {median_ms(selects):.1f} ms, longest "
+            f"{max(selects) * 1e3:.1f} ms"
+        )
+    print(f"\n{connection.vendor}, {get_user_model().__name__}, BENCH_SCALE={SCALE}")
+
+
+if __name__ == "__main__":
+    main()
