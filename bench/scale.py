@@ -5,8 +5,8 @@ Run with ``make bench`` (or ``python bench/scale.py`` from the repository root).
 On a throwaway PostgreSQL database (``kinwise_bench_scale``) it times the three
 endpoints (wall clock, in this process, through Django's full request stack) on
 small tables, then seeds in SQL 1 000 000 verified users with their identities
-and 5 000 000 rows each of login codes, link tokens and audit events, ANALYZEs,
-times them again and prints the ratios (target ≤ 1.2×). Then it runs
+and 5 000 000 rows each of login codes, link tokens and audit events,
+VACUUM ANALYZEs, times them again and prints the ratios (target ≤ 1.2×). Then it runs
 ``kinwise_auth.maintenance.purge_expired`` on the 1 000 000 expired codes and
 tokens and reports each batch's DELETE (the time its row locks are held).
 
@@ -134,7 +134,7 @@ def main() -> None:
             f"events in {seeded:.0f} s"
         )
         for table, seconds in took.items():
-            print(f"  {table:32} {seconds:7.1f} s (insert + ANALYZE)")
+            print(f"  {table:32} {seconds:7.1f} s (insert + VACUUM ANALYZE)")
         large = measure("seed", USERS)
 
         print(f"\nwall time per request, {ROUNDS} rounds (target: large ≤ {TARGET}×)")
