@@ -27,11 +27,11 @@ DEFAULT_HASHER = "django.contrib.auth.hashers.PBKDF2PasswordHasher"
 _SERIAL = itertools.count(1)
 
 
-def bootstrap(db_name: str) -> None:
+def bootstrap(db_name: str, broker: str = "memory://") -> None:
     """Set up Django with the tests' settings on PostgreSQL database ``db_name``.
 
-    Emails are published to an in-memory broker (nothing delivers them, as in a
-    web process) and rate limits are off.
+    Emails are published to ``broker``: by default an in-memory one that nothing
+    consumes, as a web process sees it. Rate limits are off.
     """
     # `python bench/http.py` puts bench/ first on sys.path, where http.py would
     # shadow the standard library's http package (and requests.py `requests`).
@@ -42,7 +42,7 @@ def bootstrap(db_name: str) -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
     os.environ.setdefault("KINWISE_TEST_DB", "postgres")
     os.environ.setdefault("KINWISE_TEST_DB_NAME", db_name)
-    os.environ["KINWISE_TEST_BROKER_URL"] = "memory://"
+    os.environ["KINWISE_TEST_BROKER_URL"] = broker
     os.environ.pop("KINWISE_TEST_SMTP_PORT", None)
 
     import django
@@ -302,3 +302,45 @@ def seed(users: int, rows: int, expired: int, prefix: str = "seed") -> dict[str,
         cursor.execute("SET session_replication_role = DEFAULT")
         cursor.execute("SET synchronous_commit = on")
     return took
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class SmtpSink:
+    """A local SMTP server (aiosmtpd, in a thread) that accepts every message,
+    after ``delay`` seconds each, and records when each arrived."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        import asyncio
+
+        from aiosmtpd.controller import Controller
+
+        self.delay = delay
+        self.arrivals: list[float] = []
+        sink = self
+
+        class Handler:
+            async def handle_DATA(
+                self, server: Any, session: Any, envelope: Any
+            ) -> str:
+                if sink.delay:
+                    await asyncio.sleep(sink.delay)
+                sink.arrivals.append(time.perf_counter())
+                return "250 OK"
+
+        self.port = free_port()
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
+
+    def __enter__(self) -> SmtpSink:
+        self.controller.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.controller.stop()
