@@ -8,6 +8,10 @@ request ends), so the requests really contend for the rows the package locks.
 * ``otp/verify/``: one code, twenty uses -> one sign-in (the ``LoginCode`` row lock).
 * ``verify-email/``: one link, twenty uses -> one activation, one welcome email
   (the ``LinkToken`` and ``EmailIdentity`` row locks).
+* ``password/reset/confirm/``: one reset link, twenty uses -> one new password, one
+  "password changed" notice.
+* ``email/change/confirm/``: one email change link, twenty uses -> one move, one
+  notice to the old address.
 * ``register/``: one address in twenty spellings -> one account (the
   ``EmailIdentity`` unique constraint, the loser's savepoint).
 * ``token/refresh/`` with rotation and blacklisting -> one new pair (the
@@ -310,6 +314,77 @@ def test_one_link_verifies_once(round_: int, api: str, make_user: Any) -> None:
     # deactivated: a loser must not tell the client that about an active account.
     described = Counter(a.body["user"]["is_active"] for a in answers)
     assert described == {True: CLIENTS}, described
+
+
+def live_link(user: Any, purpose: str, **fields: Any) -> str:
+    """A live link of ``purpose`` for ``user``, minted here as the worker would."""
+    token = crypto.new_link_token()
+    LinkToken.objects.create(
+        user=user,
+        purpose=purpose,
+        token_hash=crypto.keyed_hash(token),
+        expires_at=timezone.now() + dt.timedelta(hours=1),
+        **fields,
+    )
+    return token
+
+
+@pytest.mark.parametrize("round_", ROUNDS)
+def test_one_reset_link_sets_the_password_once(
+    round_: int, api: str, make_user: Any
+) -> None:
+    user = make_user(new_address(f"reset-race-{round_}"))
+    token = live_link(user, LinkToken.Purpose.PASSWORD_RESET)
+    new_password = f"another-Staple-horse-{round_}"
+    body = {
+        "token": token,
+        "new_password": new_password,
+        "new_password_confirm": new_password,
+    }
+
+    answers = race(f"{api}/password/reset/confirm/", [body] * CLIENTS)
+
+    counts = tally(answers)
+    winners = [a for a in answers if a.status == 200]
+    assert len(winners) == 1, counts
+    losers = [a for a in answers if a.status != 200]
+    assert all(a.status == 400 and a.code == "invalid_token" for a in losers), counts
+
+    user.refresh_from_db()
+    assert user.check_password(new_password)
+    assert LinkToken.objects.get(user=user).used_at is not None
+    notices = OutboxEmail.objects.filter(
+        user=user, kind=OutboxEmail.Kind.PASSWORD_CHANGED
+    )
+    assert notices.count() == 1
+    assert AuthEvent.objects.filter(user=user, event_type="password_reset").count() == 1
+
+
+@pytest.mark.parametrize("round_", ROUNDS)
+def test_one_email_change_link_moves_the_address_once(
+    round_: int, api: str, make_user: Any
+) -> None:
+    old_address = new_address(f"move-race-{round_}")
+    moved_to = new_address(f"moved-{round_}")
+    user = make_user(old_address)
+    token = live_link(user, LinkToken.Purpose.EMAIL_CHANGE, email=moved_to)
+
+    answers = race(f"{api}/email/change/confirm/", [{"token": token}] * CLIENTS)
+
+    counts = tally(answers)
+    winners = [a for a in answers if a.status == 200]
+    assert len(winners) == 1, counts
+    assert winners[0].body["email"] == moved_to
+    losers = [a for a in answers if a.status != 200]
+    assert all(a.status == 400 and a.code == "invalid_token" for a in losers), counts
+
+    identity = EmailIdentity.objects.get(user=user)
+    assert identity.email_normalized == normalize_email(moved_to)
+    user.refresh_from_db()
+    assert getattr(user, user.get_email_field_name()) == moved_to
+    notices = OutboxEmail.objects.filter(user=user, kind=OutboxEmail.Kind.EMAIL_CHANGED)
+    assert list(notices.values_list("recipient", flat=True)) == [old_address]
+    assert AuthEvent.objects.filter(user=user, event_type="email_changed").count() == 1
 
 
 def spellings(address: str) -> list[str]:
