@@ -36,10 +36,17 @@ demo: $(VENV)/bin/python
 	$(VENV)/bin/python -m pip install -q -e . -r example_project/requirements.txt
 	cd example_project && ../$(VENV)/bin/python demo.py
 
+# PostgreSQL (127.0.0.1:5432, user postgres) and Redis (127.0.0.1:6379, dbs 8-9)
+# must run; BENCH_SCALE=0.01 makes the million-row seed a quick one.
 bench: $(VENV)/bin/python
-	$(VENV)/bin/python -m pip install -q -e . "psycopg[binary]"
+	$(VENV)/bin/python -m pip install -q -e . "psycopg[binary]" \
+		-r example_project/requirements.txt gunicorn aiosmtpd redis
 	$(VENV)/bin/python bench/enumeration.py
 	BENCH_HASHER=default BENCH_ROUNDS=60 $(VENV)/bin/python bench/enumeration.py
+	$(VENV)/bin/python bench/requests.py
+	$(VENV)/bin/python bench/http.py
+	$(VENV)/bin/python bench/celery_throughput.py
+	$(VENV)/bin/python bench/scale.py
 
 clean:
 	rm -rf $(TOOLS) $(VENV) .tox build dist *.egg-info
