@@ -17,8 +17,18 @@ req/s, p50, p95, p99 and errors, and how far p95 moved (target: ≤ 5 %).
 
 from __future__ import annotations
 
+import importlib
 import sys
 from pathlib import Path
+
+if __name__ == "http":
+    # `python bench/<any>.py` puts bench/ first on sys.path, where this file
+    # shadows the standard library's http package: hand that import over to it.
+    sys.path[:] = [
+        p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent
+    ]
+    del sys.modules[__name__]
+    sys.modules[__name__] = importlib.import_module(__name__)
 
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent]
 ROOT = Path(__file__).resolve().parent.parent

@@ -25,6 +25,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+if __name__ == "requests":
+    # `python bench/<any>.py` puts bench/ first on sys.path, where this script
+    # would shadow the requests library: refuse to be imported in its place.
+    raise ModuleNotFoundError("bench/requests.py is a script", name="requests")
+
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent]
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
