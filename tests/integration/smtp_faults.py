@@ -15,19 +15,20 @@
   subprocess with the same environment as the workers.
 
 Never the shared services: the SMTP server is this process's, and the broker is one
-Redis database (:data:`FAULT_BROKER_URL`) that nothing else in the suite uses.
+``redis-server`` of their own (:func:`fault_broker_url`) that nothing else uses.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import email
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
@@ -50,12 +51,25 @@ from kinwise_auth.models import OutboxEmail
 from tests.celery_app import app as celery_app
 
 from .conftest import ReceivedEmail
+from .fault_tools import RedisServer, free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-# A Redis database of these tests' own, purged before and after each test.
-FAULT_BROKER_URL = os.environ.get(
-    "KINWISE_TEST_FAULT_BROKER_URL", "redis://127.0.0.1:6379/8"
-)
+_fault_broker: RedisServer | None = None
+
+
+def fault_broker_url() -> str:
+    """A private ``redis-server`` for these tests' broker, purged before and after
+    each test; started on first use, stopped when the test process exits."""
+    global _fault_broker
+    if _fault_broker is None:
+        log_dir = Path(tempfile.mkdtemp(prefix="kinwise-fault-broker-"))
+        server = RedisServer(port=free_port(), log_path=log_dir / "redis.log")
+        server.start()
+        atexit.register(server.stop)
+        _fault_broker = server
+    return _fault_broker.url
+
+
 REDIS_TIMEOUT = 5.0
 WORKER_READY_TIMEOUT = 30.0
 WORKER_STOP_TIMEOUT = 10.0
@@ -195,12 +209,6 @@ class FaultyHandler:
         return "250 Message accepted for delivery"
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class FaultySMTP:
     """A running :class:`FaultyHandler` behind an aiosmtpd ``Controller``."""
 
@@ -334,7 +342,7 @@ def call(url: str, payload: dict[str, Any]) -> tuple[int, Any]:
 
 def broker_client() -> redis.Redis:
     return redis.Redis.from_url(
-        FAULT_BROKER_URL,
+        fault_broker_url(),
         socket_timeout=REDIS_TIMEOUT,
         socket_connect_timeout=REDIS_TIMEOUT,
     )
@@ -497,7 +505,7 @@ class FaultWorkers:
             "KINWISE_TEST_DB": "postgres",
             # tests/settings.py uses it as NAME: the worker opens the test database.
             "KINWISE_TEST_DB_NAME": str(connection.settings_dict["NAME"]),
-            "KINWISE_TEST_BROKER_URL": FAULT_BROKER_URL,
+            "KINWISE_TEST_BROKER_URL": fault_broker_url(),
             "KINWISE_TEST_SMTP_PORT": str(smtp_port),
             "KINWISE_TEST_AUTH": json.dumps(auth),
             "PYTHONUNBUFFERED": "1",  # the log file is read while it runs
@@ -574,13 +582,13 @@ class FaultWorkers:
 
 @contextmanager
 def fault_workers(log_dir: Path) -> Iterator[FaultWorkers]:
-    """Workers on :data:`FAULT_BROKER_URL`, which this process publishes to meanwhile.
+    """Workers on :func:`fault_broker_url`, which this process publishes to meanwhile.
 
     The broker database is purged before and after; every worker is killed on exit.
     """
     purge_fault_broker()
     previous = celery_app.conf.broker_url
-    celery_app.conf["broker_url"] = FAULT_BROKER_URL
+    celery_app.conf["broker_url"] = fault_broker_url()
     workers = FaultWorkers(log_dir=log_dir)
     try:
         yield workers
