@@ -117,6 +117,8 @@ KINWISE_AUTH = {
 # The integration suite sets KINWISE_TEST_BROKER_URL (a real broker, a real worker)
 # and KINWISE_TEST_SMTP_PORT (the worker sends to a real SMTP server).
 CELERY_BROKER_URL = os.environ.get("KINWISE_TEST_BROKER_URL", "memory://")
+# A result backend (the integration env's Redis db 13), to prove nothing lands there.
+CELERY_RESULT_BACKEND = os.environ.get("KINWISE_TEST_RESULT_BACKEND") or None
 CELERY_TASK_ALWAYS_EAGER = "KINWISE_TEST_BROKER_URL" not in os.environ
 # Eager retries only run when errors do not propagate (Celery re-raises Retry).
 CELERY_TASK_EAGER_PROPAGATES = False
