@@ -13,8 +13,32 @@ a failure audit row, or marking it used and what a session costs: the outstandin
 refresh token (blacklist app), the audit row and ``last_login``.
 login: identity (the backend), then a session; a failure reads the identity again
 for the pending check and writes an audit row, on known and unknown addresses alike.
-token/refresh (no rotation): the blacklist check and the user.
-me: the user (JWT authentication).
+token/refresh (no rotation): the blacklist check and the user; with rotation and
+blacklisting, also the old token's outstanding row (locked), its blacklisting, and
+the new token's outstanding row.
+logout: the blacklist check and the user (simplejwt), the outstanding row and its
+blacklisting (get or create), the user again and an audit row; a token already
+blacklisted: the signature, then one read.
+me: the user (JWT authentication); no token: nothing.
+resend-verification, password/reset: identity lookup, outbox row, audit row,
+whatever the account.
+password/reset/confirm: the link's user (per-account limit), the link and the
+identity (locked), the password, the link used, the account's other links and
+codes superseded, its refresh tokens blacklisted (read, insert), the notice's
+outbox row, an audit row.
+password/change: the user (JWT), the identity, the password, links and codes
+superseded, refresh tokens blacklisted (read, insert), outbox row, audit row, and
+the new session's outstanding token.
+email/change: the user (JWT), the new address's identity, outbox row, audit row,
+taken or free alike.
+email/change/confirm: the link's user, the link and the identity (locked), the
+identity and the user moved (with ``auth.User``, a read that the username is free),
+the link used, links and codes superseded, the notice's outbox row, an audit row.
+account/delete: the user (JWT), the identity, refresh tokens blacklisted, audit and
+goodbye rows, then Django's delete of the user and what refers to it (in this
+project: admin log, groups, permissions, identity, links, codes; the outstanding
+tokens, outbox and audit rows are kept with the user cleared).
+A wrong password on a signed-in endpoint: the user (JWT) and the identity.
 """
 
 from __future__ import annotations
@@ -23,6 +47,7 @@ import re
 from typing import Any
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.core import mail
 
 from .conftest import PASSWORD, register_body
@@ -121,3 +146,207 @@ def test_login_and_session(api: Any, make_user: Any, assert_queries: Any) -> Non
     api.credentials(HTTP_AUTHORIZATION=f"Bearer {tokens['access']}")
     with assert_queries(1):
         assert api.get("/api/v1/auth/me/").status_code == 200
+
+
+# --- the other endpoints ----------------------------------------------------------
+
+
+def sign_in(api: Any, email: str = "a@example.com") -> dict[str, str]:
+    """Sign ``email`` in; the client then sends its access token."""
+    tokens: dict[str, str] = api.post(
+        "/api/v1/auth/login/", {"email": email, "password": PASSWORD}, format="json"
+    ).json()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {tokens['access']}")
+    return tokens
+
+
+def link_from_outbox(path: str) -> str:
+    match = re.search(rf"{path}\?token=([\w\-]+)", mail.outbox[-1].body)
+    assert match, mail.outbox[-1].body
+    return match.group(1)
+
+
+@pytest.mark.parametrize("email", ["a@example.com", "p@example.com", "zz@example.com"])
+def test_resend_verification(
+    api: Any, make_user: Any, broker: Any, assert_queries: Any, email: str
+) -> None:
+    make_user("a@example.com")
+    make_user("p@example.com", verified=False)
+
+    with assert_queries(3):
+        response = api.post(
+            "/api/v1/auth/resend-verification/", {"email": email}, format="json"
+        )
+
+    assert response.status_code == 200
+    assert len(broker) == 1
+
+
+def test_token_refresh_and_logout(
+    api: Any, make_user: Any, assert_queries: Any
+) -> None:
+    make_user("a@example.com")
+    tokens = sign_in(api)
+    refresh = "/api/v1/auth/token/refresh/"
+    logout = "/api/v1/auth/logout/"
+
+    with assert_queries(7):
+        assert (
+            api.post(logout, {"refresh": tokens["refresh"]}, format="json").status_code
+            == 205
+        )
+    with assert_queries(2):
+        assert (
+            api.post(logout, {"refresh": tokens["refresh"]}, format="json").status_code
+            == 205
+        )
+    with assert_queries(1):
+        assert (
+            api.post(refresh, {"refresh": tokens["refresh"]}, format="json").status_code
+            == 401
+        )
+    with assert_queries(0):
+        assert (
+            api.post(logout, {"refresh": "not-a-jwt"}, format="json").status_code == 400
+        )
+
+
+def test_token_refresh_with_rotation(
+    api: Any, make_user: Any, settings: Any, assert_queries: Any
+) -> None:
+    settings.SIMPLE_JWT = {
+        "ROTATE_REFRESH_TOKENS": True,
+        "BLACKLIST_AFTER_ROTATION": True,
+    }
+    make_user("a@example.com")
+    tokens = sign_in(api)
+
+    with assert_queries(11):
+        response = api.post(
+            "/api/v1/auth/token/refresh/", {"refresh": tokens["refresh"]}, format="json"
+        )
+    assert response.status_code == 200
+
+
+def test_me_without_a_token(api: Any, assert_queries: Any) -> None:
+    with assert_queries(0):
+        assert api.get("/api/v1/auth/me/").status_code == 401
+
+
+@pytest.mark.parametrize(
+    "email", ["a@example.com", "p@example.com", "off@example.com", "zz@example.com"]
+)
+def test_password_reset(
+    api: Any, make_user: Any, broker: Any, assert_queries: Any, email: str
+) -> None:
+    make_user("a@example.com")
+    make_user("p@example.com", verified=False)
+    make_user("off@example.com", active=False)
+
+    with assert_queries(3):
+        response = api.post(
+            "/api/v1/auth/password/reset/", {"email": email}, format="json"
+        )
+
+    assert response.status_code == 200
+    assert len(broker) == 1
+
+
+def test_password_reset_confirm(
+    api: Any, make_user: Any, broker: Any, assert_queries: Any
+) -> None:
+    make_user("a@example.com")
+    sign_in(api)  # a refresh token for the reset to revoke
+    api.credentials()
+    api.post("/api/v1/auth/password/reset/", {"email": "a@example.com"}, format="json")
+    broker.drain()
+    token = link_from_outbox("reset-password")
+    url = "/api/v1/auth/password/reset/confirm/"
+    new = "another-Staple-lamp-42"
+    body = {"token": token, "new_password": new, "new_password_confirm": new}
+
+    with assert_queries(2):
+        bad = api.post(url, {**body, "token": "x" * 43}, format="json")
+    assert bad.status_code == 400
+    with assert_queries(11):
+        assert api.post(url, body, format="json").status_code == 200
+    with assert_queries(3):
+        assert api.post(url, body, format="json").status_code == 400
+
+
+def test_password_change(
+    api: Any, make_user: Any, broker: Any, assert_queries: Any
+) -> None:
+    make_user("a@example.com")
+    sign_in(api)
+    url = "/api/v1/auth/password/change/"
+    new = "another-Staple-lamp-42"
+    body = {
+        "current_password": PASSWORD,
+        "new_password": new,
+        "new_password_confirm": new,
+    }
+
+    with assert_queries(2):
+        wrong = api.post(url, {**body, "current_password": "nope"}, format="json")
+    assert wrong.status_code == 400
+    with assert_queries(10):
+        assert api.post(url, body, format="json").status_code == 200
+
+
+@pytest.mark.parametrize("new_email", ["new@example.com", "b@example.com"])
+def test_email_change(
+    api: Any, make_user: Any, broker: Any, assert_queries: Any, new_email: str
+) -> None:
+    make_user("a@example.com")
+    make_user("b@example.com")
+    sign_in(api)
+    url = "/api/v1/auth/email/change/"
+
+    with assert_queries(4):
+        response = api.post(
+            url, {"new_email": new_email, "password": PASSWORD}, format="json"
+        )
+    assert response.status_code == 200
+    assert len(broker) == 1
+    with assert_queries(2):
+        wrong = api.post(
+            url, {"new_email": new_email, "password": "nope"}, format="json"
+        )
+    assert wrong.status_code == 400
+
+
+def test_email_change_confirm(
+    api: Any, make_user: Any, broker: Any, assert_queries: Any
+) -> None:
+    make_user("a@example.com")
+    sign_in(api)
+    api.post(
+        "/api/v1/auth/email/change/",
+        {"new_email": "new@example.com", "password": PASSWORD},
+        format="json",
+    )
+    broker.drain()
+    token = link_from_outbox("confirm-email-change")
+    api.credentials()
+    url = "/api/v1/auth/email/change/confirm/"
+
+    with assert_queries(2):
+        assert api.post(url, {"token": "x" * 43}, format="json").status_code == 400
+    # auth.User's username follows the address when it is free: one more read.
+    username_follows = get_user_model().USERNAME_FIELD != "email"
+    with assert_queries(10 + username_follows):
+        assert api.post(url, {"token": token}, format="json").status_code == 200
+
+
+def test_account_delete(
+    api: Any, make_user: Any, broker: Any, assert_queries: Any
+) -> None:
+    make_user("a@example.com")
+    sign_in(api)
+    url = "/api/v1/auth/account/delete/"
+
+    with assert_queries(2):
+        assert api.post(url, {"password": "nope"}, format="json").status_code == 400
+    with assert_queries(16):
+        assert api.post(url, {"password": PASSWORD}, format="json").status_code == 204
