@@ -53,14 +53,14 @@ class InvalidCode(AuthError):
     """Unknown email, wrong, used, superseded or dead code: one answer for all."""
 
     code = "invalid_code"
-    default_detail = _("Invalid email or code.")
+    default_detail = _("Invalid email or OTP code.")
 
 
 class CodeExpired(AuthError):
     """Only for the right code, too late."""
 
     code = "code_expired"
-    default_detail = _("This code has expired. Please request a new one.")
+    default_detail = _("OTP code has expired.")
 
 
 class InvalidCredentials(AuthError):

@@ -271,9 +271,7 @@ class LoginCodeRequestView(AuthAPIView):
         lifetime = auth_settings.LOGIN_CODE_LIFETIME
         return Response(
             {
-                "message": _(
-                    "If an account uses this email, a login code has been sent to it."
-                ),
+                "message": _("If the email exists, an OTP code has been sent."),
                 "expires_in": int(lifetime.total_seconds()),
             }
         )

@@ -40,7 +40,7 @@ def test_request_sends_a_six_digit_code(api: Any, make_user: Any) -> None:
 
     assert response.status_code == 200
     assert response.json() == {
-        "message": "If an account uses this email, a login code has been sent to it.",
+        "message": "If the email exists, an OTP code has been sent.",
         "expires_in": 600,
     }
     (message,) = mail.outbox
@@ -83,7 +83,7 @@ def test_a_code_works_once(api: Any, make_user: Any) -> None:
 
     assert response.status_code == 400
     assert response.json() == {
-        "detail": "Invalid email or code.",
+        "detail": "Invalid email or OTP code.",
         "code": "invalid_code",
     }
 
@@ -156,7 +156,7 @@ def test_the_right_code_too_late_is_code_expired(
 
     assert expired.status_code == 400
     assert expired.json() == {
-        "detail": "This code has expired. Please request a new one.",
+        "detail": "OTP code has expired.",
         "code": "code_expired",
     }
     assert wrong_and_late.json()["code"] == "invalid_code"
