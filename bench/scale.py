@@ -89,7 +89,7 @@ def calls(acc: Accounts, prefix: str, users: int) -> dict[str, Call]:
 
 @contextmanager
 def timed_statements() -> Iterator[list[tuple[str, float]]]:
-    """Record (first word, seconds) of every SQL statement run inside."""
+    """Record (first word, seconds) of every SQL statement and COMMIT run inside."""
     seen: list[tuple[str, float]] = []
 
     def wrapper(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
@@ -99,19 +99,31 @@ def timed_statements() -> Iterator[list[tuple[str, float]]]:
         finally:
             seen.append((sql.split(None, 1)[0].upper(), time.perf_counter() - started))
 
-    with connection.execute_wrapper(wrapper):
-        yield seen
+    commit = connection.commit
+
+    def timed_commit() -> None:
+        # Commits bypass execute_wrapper; their WAL flush is database time too.
+        started = time.perf_counter()
+        try:
+            commit()
+        finally:
+            seen.append(("COMMIT", time.perf_counter() - started))
+
+    connection.commit = timed_commit  # type: ignore[method-assign]
+    try:
+        with connection.execute_wrapper(wrapper):
+            yield seen
+    finally:
+        del connection.commit
 
 
-def measure(prefix: str, users: int) -> dict[str, tuple[list[float], list[float]]]:
-    """Wall time and SQL time (statements summed) of each endpoint, round-robin,
-    after a warm-up."""
+def measure(prefix: str, users: int) -> dict[str, tuple[list[float], ...]]:
+    """Wall time, SQL time (statements summed) and commit time of each endpoint,
+    round-robin, after a warm-up."""
     acc = Accounts()
     client = APIClient()
     makers = calls(acc, prefix, users)
-    times: dict[str, tuple[list[float], list[float]]] = {
-        name: ([], []) for name in makers
-    }
+    times: dict[str, tuple[list[float], ...]] = {name: ([], [], []) for name in makers}
     for n in range(10 + ROUNDS):
         for name, make in makers.items():
             send = make()
@@ -122,8 +134,21 @@ def measure(prefix: str, users: int) -> dict[str, tuple[list[float], list[float]
             assert response.status_code == 200, (name, response.content)
             if n >= 10:
                 times[name][0].append(elapsed)
-                times[name][1].append(sum(t for _, t in statements))
+                times[name][1].append(sum(t for w, t in statements if w != "COMMIT"))
+                times[name][2].append(sum(t for w, t in statements if w == "COMMIT"))
     return times
+
+
+def lock_spans(statements: list[tuple[str, float]]) -> list[float]:
+    """Per DELETE, its time plus the COMMIT right after it: how long a purge
+    batch holds its row locks."""
+    spans = []
+    for i, (word, seconds) in enumerate(statements):
+        if word != "DELETE":
+            continue
+        after = statements[i + 1] if i + 1 < len(statements) else ("", 0.0)
+        spans.append(seconds + (after[1] if after[0] == "COMMIT" else 0.0))
+    return spans
 
 
 def main() -> None:
@@ -144,11 +169,12 @@ def main() -> None:
 
         print(
             f"\nwall time per request, {ROUNDS} rounds (target: large ≤ {TARGET}×);"
-            " SQL: the request's statements, summed"
+            " SQL: the request's statements summed; commit: its COMMITs summed"
         )
         print(
             f"{'endpoint':14} {'small p50':>10} {'large p50':>10} {'ratio':>6}"
             f" {'small p90':>10} {'large p90':>10} {'SQL small':>10} {'SQL large':>10}"
+            f" {'commit s.':>10} {'commit l.':>10}"
         )
         for name in small:
             s50, l50 = median_ms(small[name][0]), median_ms(large[name][0])
@@ -161,18 +187,20 @@ def main() -> None:
                 f" {percentile_ms(small[name][0], 90):8.2f}ms"
                 f" {percentile_ms(large[name][0], 90):8.2f}ms"
                 f" {median_ms(small[name][1]):8.2f}ms"
-                f" {median_ms(large[name][1]):8.2f}ms  {verdict}"
+                f" {median_ms(large[name][1]):8.2f}ms"
+                f" {median_ms(small[name][2]):8.2f}ms"
+                f" {median_ms(large[name][2]):8.2f}ms  {verdict}"
             )
 
         started = time.perf_counter()
         with timed_statements() as statements:
             purged = purge_expired()
         total = time.perf_counter() - started
-        deletes = [t for word, t in statements if word == "DELETE"]
+        deletes = lock_spans(statements)
         selects = [t for word, t in statements if word == "SELECT"]
         print(
             f"\npurge_expired: {purged} in {total:.1f} s; {len(deletes)} DELETE "
-            f"batches: p50 {median_ms(deletes):.1f} ms, p99 "
+            f"batches (DELETE to COMMIT): p50 {median_ms(deletes):.1f} ms, p99 "
             f"{percentile_ms(deletes, 99):.1f} ms, longest {max(deletes) * 1e3:.1f} ms "
             f"(locks held); batch SELECTs p50 {median_ms(selects):.1f} ms, longest "
             f"{max(selects) * 1e3:.1f} ms"
