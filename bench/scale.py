@@ -118,24 +118,27 @@ def timed_statements() -> Iterator[list[tuple[str, float]]]:
 
 
 def measure(prefix: str, users: int) -> dict[str, tuple[list[float], ...]]:
-    """Wall time, SQL time (statements summed) and commit time of each endpoint,
-    round-robin, after a warm-up."""
+    """Wall time, SQL time (statements summed), commit time and this process's
+    CPU time of each endpoint, round-robin, after a warm-up."""
     acc = Accounts()
     client = APIClient()
     makers = calls(acc, prefix, users)
-    times: dict[str, tuple[list[float], ...]] = {name: ([], [], []) for name in makers}
+    times: dict[str, tuple[list[float], ...]] = {
+        name: ([], [], [], []) for name in makers
+    }
     for n in range(10 + ROUNDS):
         for name, make in makers.items():
             send = make()
             with timed_statements() as statements:
-                started = time.perf_counter()
+                started, cpu = time.perf_counter(), time.process_time()
                 response = send(client)
-                elapsed = time.perf_counter() - started
+                elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
             assert response.status_code == 200, (name, response.content)
             if n >= 10:
                 times[name][0].append(elapsed)
                 times[name][1].append(sum(t for w, t in statements if w != "COMMIT"))
                 times[name][2].append(sum(t for w, t in statements if w == "COMMIT"))
+                times[name][3].append(cpu)
     return times
 
 
@@ -169,12 +172,12 @@ def main() -> None:
 
         print(
             f"\nwall time per request, {ROUNDS} rounds (target: large ≤ {TARGET}×);"
-            " SQL: the request's statements summed; commit: its COMMITs summed"
+            " SQL: its statements summed; commit: its COMMITs; CPU: this process"
         )
         print(
             f"{'endpoint':14} {'small p50':>10} {'large p50':>10} {'ratio':>6}"
             f" {'small p90':>10} {'large p90':>10} {'SQL small':>10} {'SQL large':>10}"
-            f" {'commit s.':>10} {'commit l.':>10}"
+            f" {'commit s.':>10} {'commit l.':>10} {'CPU s.':>8} {'CPU l.':>8}"
         )
         for name in small:
             s50, l50 = median_ms(small[name][0]), median_ms(large[name][0])
@@ -189,7 +192,9 @@ def main() -> None:
                 f" {median_ms(small[name][1]):8.2f}ms"
                 f" {median_ms(large[name][1]):8.2f}ms"
                 f" {median_ms(small[name][2]):8.2f}ms"
-                f" {median_ms(large[name][2]):8.2f}ms  {verdict}"
+                f" {median_ms(large[name][2]):8.2f}ms"
+                f" {median_ms(small[name][3]):6.2f}ms"
+                f" {median_ms(large[name][3]):6.2f}ms  {verdict}"
             )
 
         started = time.perf_counter()
