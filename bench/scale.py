@@ -8,7 +8,9 @@ small tables, then seeds in SQL 1 000 000 verified users with their identities
 and 5 000 000 rows each of login codes, link tokens and audit events,
 VACUUM ANALYZEs, times them again and prints the ratios (target ≤ 1.2×). Then it runs
 ``kinwise_auth.maintenance.purge_expired`` on the 1 000 000 expired codes and
-tokens and reports each batch's DELETE (the time its row locks are held).
+tokens and reports each batch's DELETE (the time its row locks are held). Last,
+it empties the tables and times the small case again, so that drift on a shared
+machine shows beside the ratio.
 
 ``BENCH_SCALE`` multiplies every row count (``BENCH_SCALE=0.01`` for a quick
 run); ``BENCH_ROUNDS`` (default 200) sets the timed calls per endpoint and size.
@@ -46,6 +48,12 @@ from bench.common import (  # noqa: E402
     throwaway_database,
 )
 from kinwise_auth.maintenance import purge_expired  # noqa: E402
+from kinwise_auth.models import (  # noqa: E402
+    AuthEvent,
+    EmailIdentity,
+    LinkToken,
+    LoginCode,
+)
 
 SCALE = float(os.environ.get("BENCH_SCALE", "1"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "200"))
@@ -170,6 +178,19 @@ def main() -> None:
             print(f"  {table:32} {seconds:7.1f} s (insert + VACUUM ANALYZE)")
         large = measure("seed", USERS)
 
+        started = time.perf_counter()
+        with timed_statements() as statements:
+            purged = purge_expired()
+        total = time.perf_counter() - started
+        deletes = lock_spans(statements)
+        selects = [t for word, t in statements if word == "SELECT"]
+        print(
+            f"\npurge_expired: {purged} in {total:.1f} s; {len(deletes)} DELETE "
+            f"batches (DELETE to COMMIT): p50 {median_ms(deletes):.1f} ms, p99 "
+            f"{percentile_ms(deletes, 99):.1f} ms, longest {max(deletes) * 1e3:.1f} ms "
+            f"(locks held); batch SELECTs p50 {median_ms(selects):.1f} ms, longest "
+            f"{max(selects) * 1e3:.1f} ms"
+        )
         print(
             f"\nwall time per request, {ROUNDS} rounds (target: large ≤ {TARGET}×);"
             " SQL: its statements summed; commit: its COMMITs; CPU: this process"
@@ -197,19 +218,29 @@ def main() -> None:
                 f" {median_ms(large[name][3]):6.2f}ms  {verdict}"
             )
 
-        started = time.perf_counter()
-        with timed_statements() as statements:
-            purged = purge_expired()
-        total = time.perf_counter() - started
-        deletes = lock_spans(statements)
-        selects = [t for word, t in statements if word == "SELECT"]
-        print(
-            f"\npurge_expired: {purged} in {total:.1f} s; {len(deletes)} DELETE "
-            f"batches (DELETE to COMMIT): p50 {median_ms(deletes):.1f} ms, p99 "
-            f"{percentile_ms(deletes, 99):.1f} ms, longest {max(deletes) * 1e3:.1f} ms "
-            f"(locks held); batch SELECTs p50 {median_ms(selects):.1f} ms, longest "
-            f"{max(selects) * 1e3:.1f} ms"
-        )
+        # Small tables again, so drift on a shared machine shows: the large
+        # figures are bracketed by two small runs.
+        with connection.cursor() as cursor:
+            tables = ", ".join(
+                m._meta.db_table
+                for m in (
+                    get_user_model(),
+                    EmailIdentity,
+                    LoginCode,
+                    LinkToken,
+                    AuthEvent,
+                )
+            )
+            cursor.execute(f"TRUNCATE {tables} CASCADE")
+        seed(SMALL_USERS, SMALL_ROWS, 0, prefix="small")
+        after = measure("small", SMALL_USERS)
+        print("\nsmall tables again, after the large ones were emptied:")
+        for name in after:
+            a50 = median_ms(after[name][0])
+            print(
+                f"{name:14} p50 {a50:.2f} ms, CPU {median_ms(after[name][3]):.2f} ms;"
+                f" large/after {median_ms(large[name][0]) / a50:.2f}"
+            )
     print(f"\n{connection.vendor}, {get_user_model().__name__}, BENCH_SCALE={SCALE}")
 
 
