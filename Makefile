@@ -43,8 +43,8 @@ bench: $(VENV)/bin/python
 		-r example_project/requirements.txt gunicorn aiosmtpd redis
 	$(VENV)/bin/python bench/enumeration.py
 	BENCH_HASHER=default BENCH_ROUNDS=60 $(VENV)/bin/python bench/enumeration.py
-	$(VENV)/bin/python bench/requests.py
-	$(VENV)/bin/python bench/http.py
+	$(VENV)/bin/python bench/request_cpu.py
+	$(VENV)/bin/python bench/http_load.py
 	$(VENV)/bin/python bench/celery_throughput.py
 	$(VENV)/bin/python bench/scale.py
 

@@ -33,10 +33,6 @@ def bootstrap(db_name: str, broker: str = "memory://") -> None:
     Emails are published to ``broker``: by default an in-memory one that nothing
     consumes, as a web process sees it. Rate limits are off.
     """
-    # `python bench/http.py` puts bench/ first on sys.path, where http.py would
-    # shadow the standard library's http package (and requests.py `requests`).
-    here = Path(__file__).resolve().parent
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != here]
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")

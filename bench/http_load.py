@@ -2,7 +2,7 @@
 PostgreSQL and Redis, a real Celery worker sending to a local SMTP sink, and a
 bounded closed-loop load from this process (loopback only).
 
-Run with ``make bench`` (or ``python bench/http.py`` from the repository root with
+Run with ``make bench`` (or ``python bench/http_load.py`` from the repository root with
 the example project's requirements, gunicorn and aiosmtpd installed; PostgreSQL
 and Redis on 127.0.0.1). The example project reads its settings from the
 environment: database ``kinwise_bench_http`` (created and dropped here), cache
@@ -17,20 +17,9 @@ req/s, p50, p95, p99 and errors, and how far p95 moved (target: ≤ 5 %).
 
 from __future__ import annotations
 
-import importlib
 import sys
 from pathlib import Path
 
-if __name__ == "http":
-    # `python bench/<any>.py` puts bench/ first on sys.path, where this file
-    # shadows the standard library's http package: hand that import over to it.
-    sys.path[:] = [
-        p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent
-    ]
-    del sys.modules[__name__]
-    sys.modules[__name__] = importlib.import_module(__name__)
-
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent]
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "example_project"
 sys.path[:0] = [str(EXAMPLE), str(ROOT)]

@@ -1,6 +1,6 @@
 """CPU time per request of every endpoint, beside two bare baselines.
 
-Run with ``make bench`` (or ``python bench/requests.py`` from the repository root
+Run with ``make bench`` (or ``python bench/request_cpu.py`` from the repository root
 with the package and its test requirements installed, PostgreSQL on 127.0.0.1).
 Every request goes through Django's full request stack (DRF's ``APIClient``) in
 this process, on a throwaway PostgreSQL database (``KINWISE_TEST_DB_NAME``,
@@ -25,12 +25,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-if __name__ == "requests":
-    # `python bench/<any>.py` puts bench/ first on sys.path, where this script
-    # would shadow the requests library: refuse to be imported in its place.
-    raise ModuleNotFoundError("bench/requests.py is a script", name="requests")
-
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent]
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import bootstrap  # noqa: E402
