@@ -13,7 +13,9 @@ after a lost worker mints a fresh secret that supersedes the one it minted befor
 from __future__ import annotations
 
 import logging
+import os
 import smtplib
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -85,13 +87,45 @@ def _transport_options(driver: str, timeout: float) -> dict[str, float]:
     return {}
 
 
+# One broker connection per process and thread, kept between publishes: opening
+# one costs several times the outbox insert. Keyed by the broker, so a change of
+# broker (or a fork) gets a fresh one.
+_publisher = threading.local()
+
+
+def _publish_connection(app: Any, timeout: float) -> Any:
+    key = (os.getpid(), str(app.conf.broker_write_url or app.conf.broker_url), timeout)
+    cached = getattr(_publisher, "entry", None)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    _drop_publish_connection()
+    connection = app.connection_for_write(connect_timeout=timeout)
+    connection.transport_options = {
+        **(connection.transport_options or {}),
+        **_transport_options(connection.transport.driver_type, timeout),
+    }
+    _publisher.entry = (key, connection)
+    return connection
+
+
+def _drop_publish_connection() -> None:
+    cached = getattr(_publisher, "entry", None)
+    _publisher.entry = None
+    if cached is not None:
+        try:
+            cached[1].release()
+        except Exception:  # already broken: nothing more to release
+            logger.debug("kinwise_auth: closing a broken broker connection failed")
+
+
 def publish(outbox_id: int) -> bool:
     """Send the delivery task for ``outbox_id`` to the broker, within a bounded time.
 
     A hung broker otherwise blocks a request for minutes even with
-    ``broker_connection_timeout`` set, so this uses its own connection with short
-    socket timeouts and one retry. Returns False (and logs) when the broker could
-    not take the message; the row then waits for the re-drive.
+    ``broker_connection_timeout`` set, so this publishes over a connection of its
+    own (kept for the next publish) with short socket timeouts and one retry.
+    Returns False (and logs) when the broker could not take the message; the row
+    then waits for the re-drive.
     """
     from .tasks import deliver as deliver_task
 
@@ -101,24 +135,19 @@ def publish(outbox_id: int) -> bool:
         if app.conf.task_always_eager:
             deliver_task.apply_async((outbox_id,))
             return True
-        with app.connection_for_write(connect_timeout=timeout) as connection:
-            driver = connection.transport.driver_type
-            connection.transport_options = {
-                **(connection.transport_options or {}),
-                **_transport_options(driver, timeout),
-            }
-            deliver_task.apply_async(  # type: ignore[call-arg]
-                (outbox_id,),
-                connection=connection,
-                retry=True,
-                retry_policy={
-                    "max_retries": 1,
-                    "interval_start": 0,
-                    "interval_step": 0.1,
-                    "interval_max": 0.1,
-                },
-            )
+        deliver_task.apply_async(  # type: ignore[call-arg]
+            (outbox_id,),
+            connection=_publish_connection(app, timeout),
+            retry=True,
+            retry_policy={
+                "max_retries": 1,
+                "interval_start": 0,
+                "interval_step": 0.1,
+                "interval_max": 0.1,
+            },
+        )
     except Exception:
+        _drop_publish_connection()
         logger.warning(
             "kinwise_auth: could not publish outbox email %s; it stays pending "
             "for the re-drive",
