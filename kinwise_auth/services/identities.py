@@ -16,6 +16,12 @@ from ..normalization import normalize_email
 __all__ = ["find_identity", "create_pending_user", "spend_like_a_new_account"]
 
 
+def _savepoint_create() -> Any:
+    """``transaction.savepoint_create()`` (Django 6.1; ``savepoint()`` before)."""
+    create = getattr(transaction, "savepoint_create", None)
+    return create() if create is not None else transaction.savepoint()
+
+
 def find_identity(email: str, *, for_update: bool = False) -> EmailIdentity | None:
     """The identity holding ``email`` (compared by its normal form), with its user."""
     queryset = EmailIdentity.objects.select_related("user")
@@ -100,7 +106,7 @@ def spend_like_a_new_account(password: str) -> None:
     # A savepoint by hand, not atomic(): atomic() would roll back to it and then
     # release it, one statement more than a new account's SAVEPOINT ... RELEASE.
     # Rolled back and left for the transaction's end, it costs the same.
-    savepoint = transaction.savepoint()
+    savepoint = _savepoint_create()
     try:
         user_model._default_manager.bulk_create([user])
         EmailIdentity.objects.bulk_create(
