@@ -21,7 +21,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator
@@ -41,6 +40,8 @@ from django.conf import settings
 from django.db import connection
 
 from tests.celery_app import app as celery_app
+
+from .fault_tools import worker_command
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SERVICE_TIMEOUT = 3.0  # seconds to reach PostgreSQL, Redis or the broker
@@ -360,25 +361,7 @@ def celery_worker(
             p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p
         ),
     }
-    command = [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "tests.celery_app",
-        "worker",
-        "-l",
-        "info",
-        "--pool",
-        "solo",
-        "--without-gossip",
-        "--without-mingle",
-        "--without-heartbeat",
-        "-Q",
-        "celery",
-        "-n",
-        nodename,
-    ]
+    command = worker_command(nodename)
     _purge_broker()
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(

@@ -260,6 +260,34 @@ def subprocess_env(
     return env
 
 
+def worker_command(
+    nodename: str, *, pool: str = "solo", concurrency: int = 1, queue: str = "celery"
+) -> list[str]:
+    """``celery -A tests.celery_app worker`` on ``queue``, named ``nodename``, quiet
+    between workers (no gossip, mingle or heartbeat), logging each task."""
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "tests.celery_app",
+        "worker",
+        "-l",
+        "info",
+        "--pool",
+        pool,
+        "--concurrency",
+        str(concurrency),
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+        "-Q",
+        queue,
+        "-n",
+        nodename,
+    ]
+
+
 @dataclass
 class WorkerProcess:
     """A ``celery worker`` subprocess on a broker of the test's choosing."""
@@ -336,30 +364,9 @@ def celery_worker_process(
     ``env`` comes from :func:`subprocess_env` (its broker is the worker's).
     """
     node = nodename or f"kinwise-fault-{os.getpid()}-{free_port()}@localhost"
-    command = [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "tests.celery_app",
-        "worker",
-        "-l",
-        "info",
-        "--pool",
-        pool,
-        "--concurrency",
-        str(concurrency),
-        "--without-gossip",
-        "--without-mingle",
-        "--without-heartbeat",
-        "-Q",
-        queue,
-        "-n",
-        node,
-    ]
     with log_path.open("ab") as log_file:
         process = subprocess.Popen(
-            command,
+            worker_command(node, pool=pool, concurrency=concurrency, queue=queue),
             cwd=REPO_ROOT,
             env=dict(env),
             stdin=subprocess.DEVNULL,

@@ -51,7 +51,7 @@ from kinwise_auth.models import OutboxEmail
 from tests.celery_app import app as celery_app
 
 from .conftest import ReceivedEmail
-from .fault_tools import RedisServer, free_port
+from .fault_tools import RedisServer, free_port, worker_command
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 _fault_broker: RedisServer | None = None
@@ -528,27 +528,8 @@ class FaultWorkers:
     ) -> FaultWorker:
         nodename = f"kinwise-fault-{uuid.uuid4().hex[:10]}@localhost"
         log_path = self.log_dir / f"{nodename.split('@')[0]}.log"
-        command = [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "tests.celery_app",
-            "worker",
-            "-l",
-            "info",
-            "--pool",
-            "prefork",
-            "-c",
-            "1",
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-            "-Q",
-            "celery",
-            "-n",
-            nodename,
-        ]
+        # prefork: the test kills the pool process as well as the main one.
+        command = worker_command(nodename, pool="prefork")
         with log_path.open("wb") as log_file:
             process = subprocess.Popen(
                 command,
