@@ -28,7 +28,6 @@ BROKER = "redis://127.0.0.1:6379/8"
 bootstrap("kinwise_bench_celery", broker=BROKER)
 
 import os  # noqa: E402
-import signal  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -43,6 +42,8 @@ from bench.common import (  # noqa: E402
     SmtpSink,
     median_ms,
     percentile_ms,
+    spawn,
+    stop,
     throwaway_database,
 )
 from kinwise_auth import emails  # noqa: E402
@@ -121,26 +122,8 @@ def start_worker(smtp_port: int, log: Path) -> subprocess.Popen[bytes]:
         "-n",
         f"kinwise-bench-{os.getpid()}@localhost",
     ]
-    with log.open("wb") as out:
-        return subprocess.Popen(
-            command,
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+    log.unlink(missing_ok=True)
+    return spawn(command, env, log, ROOT)
 
 
 def main() -> None:

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import itertools
 import os
+import signal
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -342,3 +344,30 @@ class SmtpSink:
 
     def __exit__(self, *exc: object) -> None:
         self.controller.stop()
+
+
+def spawn(command: list[str], env: dict[str, str], log: Path, cwd: Path) -> Any:
+    """Start ``command`` in a process group of its own, its output appended to
+    ``log``."""
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            command,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def stop(process: Any) -> None:
+    """SIGTERM the process group of a :func:`spawn`ed process, SIGKILL if it
+    lingers."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()

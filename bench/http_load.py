@@ -31,7 +31,6 @@ sys.path[:0] = [str(EXAMPLE), str(ROOT)]
 import http.client  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
-import signal  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
@@ -51,6 +50,8 @@ from bench.common import (  # noqa: E402
     free_port,
     median_ms,
     percentile_ms,
+    spawn,
+    stop,
 )
 
 DB_NAME = "kinwise_bench_http"
@@ -344,31 +345,6 @@ def load(port: int, requests: list[Request]) -> Result:
     return result
 
 
-def spawn(
-    command: list[str], env: dict[str, str], log: Path
-) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            command,
-            cwd=EXAMPLE,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-
-
 def limit_delivery_rate(node: str) -> None:
     """Cap the worker at DELIVERY_RATE emails/s, whichever sink it sends to.
 
@@ -458,6 +434,7 @@ def main() -> None:
                 ],
                 env,
                 server_log,
+                EXAMPLE,
             )
             processes.append(server)
             processes.append(
@@ -487,6 +464,7 @@ def main() -> None:
                     ],
                     env,
                     logs / "worker.log",
+                    EXAMPLE,
                 )
             )
             wait_for_server(port, server, server_log)
