@@ -22,6 +22,11 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from tests.seeding import user_columns  # noqa: E402
+
 PASSWORD = "correct-Horse-battery-9"
 OTHER_PASSWORD = "other-Horse-battery-7"
 FAST_HASHER = "django.contrib.auth.hashers.MD5PasswordHasher"
@@ -179,39 +184,6 @@ def percentile_ms(samples: list[float], pct: int) -> float:
     if len(samples) < 2:
         return samples[0] * 1e3 if samples else float("nan")
     return statistics.quantiles(samples, n=100, method="inclusive")[pct - 1] * 1e3
-
-
-def user_columns(email_sql: str, password_hash: str) -> tuple[list[str], list[str]]:
-    """Columns of the user table and SQL expressions filling them for a seeded
-    verified account whose address is ``email_sql`` (an SQL expression).
-
-    Read from the model, so it works for ``auth.User`` and a custom user alike.
-    """
-    from django.contrib.auth import get_user_model
-    from django.db import models
-
-    model = get_user_model()
-    email_fields = {model.get_email_field_name(), model.USERNAME_FIELD}
-    columns: list[str] = []
-    values: list[str] = []
-    for f in model._meta.concrete_fields:
-        if f.primary_key:
-            continue
-        if f.name in email_fields:
-            value = email_sql
-        elif f.name == "password":
-            value = "'" + password_hash.replace("'", "''") + "'"
-        elif isinstance(f, models.BooleanField):
-            value = "true" if f.name == "is_active" else "false"
-        elif f.null:
-            value = "NULL"
-        elif isinstance(f, models.DateTimeField):
-            value = "now()"
-        else:
-            value = "''"
-        columns.append(f.column)
-        values.append(value)
-    return columns, values
 
 
 def seed(users: int, rows: int, expired: int, prefix: str = "seed") -> dict[str, float]:

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.db import connection, models
+from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -31,6 +31,7 @@ from kinwise_auth.models import (
 )
 
 from .conftest import PASSWORD
+from .seeding import user_columns
 
 pytestmark = pytest.mark.django_db
 
@@ -51,36 +52,12 @@ def _postgres_only() -> None:
     pytest.skip(reason)
 
 
-def _user_values(email_sql: str) -> tuple[list[str], list[str]]:
-    """Columns of the user table and SQL filling them, read from the model."""
-    model = get_user_model()
-    email_fields = {model.get_email_field_name(), model.USERNAME_FIELD}
-    columns: list[str] = []
-    values: list[str] = []
-    for f in model._meta.concrete_fields:
-        if f.primary_key:
-            continue
-        if f.name in email_fields:
-            value = email_sql
-        elif isinstance(f, models.BooleanField):
-            value = "true" if f.name == "is_active" else "false"
-        elif f.null:
-            value = "NULL"
-        elif isinstance(f, models.DateTimeField):
-            value = "now()"
-        else:
-            value = "''"
-        columns.append(f.column)
-        values.append(value)
-    return columns, values
-
-
 def _seed() -> None:
     """ROWS users with identities, and ROWS each of codes, tokens, emails, events."""
     model = get_user_model()
     users = model._meta.db_table
     email = model._meta.get_field(model.get_email_field_name()).column
-    columns, values = _user_values("'seed' || g || '@seed.example'")
+    columns, values = user_columns("'seed' || g || '@seed.example'", "!")
     owner = (
         f"(SELECT min(id) FROM {users} WHERE {email} LIKE 'seed%@seed.example') "
         f"+ g % {ROWS}"
