@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import email
 import os
-import signal
 import socket
 import subprocess
 import threading
@@ -41,12 +40,11 @@ from django.db import connection
 
 from tests.celery_app import app as celery_app
 
-from .fault_tools import worker_command
+from .fault_tools import Worker, worker_command
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SERVICE_TIMEOUT = 3.0  # seconds to reach PostgreSQL, Redis or the broker
 WORKER_READY_TIMEOUT = 30.0  # a worker that is not consuming by then is broken
-WORKER_STOP_TIMEOUT = 10.0
 EMAIL_TIMEOUT = 20.0  # how long a test waits for an email to reach SMTP
 WORKER_LOG_KEY = pytest.StashKey[Path]()
 
@@ -271,37 +269,6 @@ def mailbox(smtp_server: SMTPServer) -> Iterator[Mailbox]:
 
 
 # --- Celery -------------------------------------------------------------------
-
-
-@dataclass
-class Worker:
-    """A ``celery worker`` subprocess and its log file."""
-
-    process: subprocess.Popen[bytes]
-    log_path: Path
-    nodename: str
-
-    def log(self) -> str:
-        return self.log_path.read_text(encoding="utf-8", errors="replace")
-
-    def assert_alive(self) -> None:
-        code = self.process.poll()
-        if code is not None:
-            pytest.fail(
-                f"the celery worker exited with {code} "
-                "(its log is in the report's 'celery worker log' section)"
-            )
-
-    def stop(self) -> None:
-        """SIGTERM its process group (a warm shutdown), SIGKILL if it lingers."""
-        if self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=WORKER_STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=WORKER_STOP_TIMEOUT)
 
 
 def _purge_broker() -> None:

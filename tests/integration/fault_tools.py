@@ -289,14 +289,12 @@ def worker_command(
 
 
 @dataclass
-class WorkerProcess:
-    """A ``celery worker`` subprocess on a broker of the test's choosing."""
+class Worker:
+    """A ``celery worker`` subprocess and its log file."""
 
     process: subprocess.Popen[bytes]
     log_path: Path
     nodename: str
-    broker_url: str
-    queue: str
 
     def log(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
@@ -308,6 +306,22 @@ class WorkerProcess:
                 f"celery worker {self.nodename} exited with {code}; its log:\n"
                 + self.log()[-4000:]
             )
+
+    def stop(self) -> None:
+        """A warm shutdown of the whole process group; SIGKILL if it lingers."""
+        _stop_group(self.process, PROCESS_STOP_TIMEOUT)
+
+    def kill(self) -> None:
+        """SIGKILL the main process and its pool (the whole group)."""
+        kill_group(self.process)
+
+
+@dataclass
+class WorkerProcess(Worker):
+    """A ``celery worker`` subprocess on a broker of the test's choosing."""
+
+    broker_url: str
+    queue: str
 
     def wait_ready(self, timeout: float = WORKER_READY_TIMEOUT) -> None:
         """Until the worker answers a ping over its own broker (bounded).
@@ -338,14 +352,6 @@ class WorkerProcess:
             f"celery worker {self.nodename} did not answer a ping within "
             f"{timeout:.0f}s; its log:\n" + self.log()[-4000:]
         )
-
-    def stop(self) -> None:
-        """A warm shutdown of the whole process group; SIGKILL if it lingers."""
-        _stop_group(self.process, PROCESS_STOP_TIMEOUT)
-
-    def kill(self) -> None:
-        """SIGKILL the main process and its pool (the whole group)."""
-        kill_group(self.process)
 
 
 @contextmanager
