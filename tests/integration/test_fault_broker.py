@@ -12,6 +12,7 @@ two re-drives run at the same moment.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -336,3 +337,28 @@ def test_a_hung_broker_does_not_hold_the_answer(
         expected, _ = call_every_emailing_endpoint(live_server.url, make_user)
     assert_all_pending(expected)
     assert caplog.text.count(NOT_PUBLISHED) == len(expected)
+
+
+def test_a_restarted_broker_takes_the_next_publish(fault_dir: Path) -> None:
+    """The publishing connection is kept between emails: once the broker restarts,
+    the next publish reconnects within the bound instead of failing on the old
+    socket."""
+    from kinwise_auth import emails
+
+    row = OutboxEmail.objects.create(
+        kind=Kind.LOGIN_CODE, recipient=new_address("restart")
+    )
+    with private_redis(fault_dir) as broker, publisher_broker(broker.url):
+        assert emails.publish(row.pk)
+        assert not broker_drained(broker)
+        kept = emails._publisher.entry[1]
+
+        broker.stop()
+        broker.start()  # the same port, empty: the kept socket is dead
+        assert broker_drained(broker)
+
+        started = time.monotonic()
+        assert emails.publish(row.pk)
+        assert time.monotonic() - started < PUBLISH_BOUND
+        assert not broker_drained(broker)
+        assert emails._publisher.entry[1] is kept  # reconnected, not replaced
