@@ -34,6 +34,15 @@ DEFAULTS: dict[str, Any] = {
     "LOGIN_CODE_LENGTH": 6,
     "LOGIN_CODE_LIFETIME": timedelta(minutes=10),
     "LOGIN_CODE_MAX_ATTEMPTS": 3,
+    # Failed code checks one account may take in a day, across every code it was
+    # sent: three per code would otherwise allow guessing without end.
+    "LOGIN_CODE_DAILY_FAILURES": 20,
+    # After this many failed code or password sign-ins in a day, the owner gets
+    # one "someone is trying to sign in" email a day (None: never).
+    "SECURITY_NOTICE_AFTER": 10,
+    # A pending (never verified) account older than this is deleted by the
+    # purge, freeing its address.
+    "PENDING_ACCOUNT_LIFETIME": timedelta(days=7),
     "PREVENT_ENUMERATION": True,
     # scope -> {"ip": rate, "email": rate, "account": rate}; rates use
     # django-ratelimit's syntax. "email" keys the address given in the body (for
@@ -61,6 +70,9 @@ DEFAULTS: dict[str, Any] = {
     "TRUSTED_PROXY_COUNT": 0,
     # Or a dotted path to ``resolver(request) -> str``, which then decides alone.
     "CLIENT_IP_RESOLVER": None,
+    # An IPv6 client is limited by its network of this many bits (one host
+    # usually holds a whole /64); an IPv4 client by its address.
+    "IPV6_PREFIX_LENGTH": 64,
     "MAX_BODY_SIZE": 64 * 1024,
     "PUBLISH_TIMEOUT": 1.0,
     "DELIVERY_MAX_RETRIES": 6,
@@ -86,6 +98,7 @@ IMPORT_STRINGS = (
 )
 
 DURATION_KEYS = (
+    "PENDING_ACCOUNT_LIFETIME",
     "EMAIL_VERIFICATION_LIFETIME",
     "PASSWORD_RESET_LIFETIME",
     "EMAIL_CHANGE_LIFETIME",

@@ -33,7 +33,7 @@ from django.views.decorators.debug import sensitive_variables
 from . import crypto
 from .conf import auth_settings
 from .models import EmailIdentity, LinkToken, LoginCode, OutboxEmail
-from .normalization import normalize_email
+from .normalization import email_key_or_none
 
 __all__ = [
     "TRANSIENT_ERRORS",
@@ -328,7 +328,9 @@ def _identity_at(row: OutboxEmail) -> EmailIdentity | None:
     if row.user is None:
         return None
     identity = EmailIdentity.objects.filter(user=row.user).first()
-    if identity is None or identity.email_normalized != normalize_email(row.recipient):
+    if identity is None or identity.email_normalized != email_key_or_none(
+        row.recipient
+    ):
         return None
     return identity
 
@@ -464,4 +466,5 @@ BUILDERS: dict[str, Callable[[OutboxEmail], EmailMultiAlternatives | None]] = {
     Kind.EMAIL_CHANGE: _email_change,
     Kind.EMAIL_CHANGED: _notice("email_changed"),
     Kind.GOODBYE: _notice("goodbye"),
+    Kind.SIGN_IN_ATTEMPTS: _notice("sign_in_attempts"),
 }

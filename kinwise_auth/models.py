@@ -27,7 +27,23 @@ class EmailIdentity(models.Model):
     email = models.CharField(_("email"), max_length=254)
     email_normalized = models.CharField(_("normalised email"), max_length=254)
     verified_at = models.DateTimeField(_("verified at"), null=True, blank=True)
+    # For a pending account, when its latest registration was made: the purge
+    # deletes pending accounts by it (PENDING_ACCOUNT_LIFETIME).
     created_at = models.DateTimeField(_("created at"), default=timezone.now)
+    # Failed sign-ins of the day that began at ``failures_since`` (security rule
+    # 12): all of them, and those by emailed code, which are capped.
+    failures_since = models.DateTimeField(
+        _("failures counted since"), null=True, blank=True
+    )
+    failed_sign_ins = models.PositiveIntegerField(
+        _("failed sign-ins"), default=0, db_default=0
+    )
+    failed_codes = models.PositiveIntegerField(
+        _("failed code checks"), default=0, db_default=0
+    )
+    attempts_notice_at = models.DateTimeField(
+        _("sign-in attempts notice sent at"), null=True, blank=True
+    )
 
     class Meta:
         verbose_name = _("email identity")
@@ -164,6 +180,7 @@ class OutboxEmail(models.Model):
         EMAIL_CHANGE = "email_change", _("email change link")
         EMAIL_CHANGED = "email_changed", _("email changed notice")
         GOODBYE = "goodbye", _("goodbye")
+        SIGN_IN_ATTEMPTS = "sign_in_attempts", _("sign-in attempts notice")
 
     class Status(models.TextChoices):
         PENDING = "pending", _("pending")

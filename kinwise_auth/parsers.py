@@ -1,4 +1,5 @@
-"""A JSON parser that refuses bodies over ``MAX_BODY_SIZE`` before parsing them."""
+"""A JSON parser that refuses bodies over ``MAX_BODY_SIZE`` before parsing them,
+and bodies nested deeper than Python can parse, as the malformed input they are."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import io
 from collections.abc import Mapping
 from typing import IO, Any
 
+from django.utils.translation import gettext_lazy as _
+from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 
 from .conf import auth_settings
@@ -26,4 +29,10 @@ class BoundedJSONParser(JSONParser):
         body = stream.read(max_size + 1)
         if len(body) > max_size:
             raise RequestTooLarge()
-        return super().parse(io.BytesIO(body), media_type, parser_context)
+        try:
+            return super().parse(io.BytesIO(body), media_type, parser_context)
+        except RecursionError:
+            # 3 KB of "[[[[..." is a RecursionError in json, not a ValueError.
+            raise ParseError(
+                _("JSON parse error - the body is nested too deeply.")
+            ) from None

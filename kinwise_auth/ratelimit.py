@@ -9,9 +9,9 @@ shared by every web process.
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import logging
+from typing import Any
 
 from django.http import HttpRequest
 from django_ratelimit.core import get_usage
@@ -19,16 +19,19 @@ from django_ratelimit.core import get_usage
 from . import crypto
 from .conf import auth_settings
 from .errors import RateLimited, ServiceUnavailable
-from .normalization import normalize_email
+from .normalization import email_key_or_none
 
 __all__ = [
     "client_ip",
     "valid_ip",
+    "ip_key",
+    "email_key",
     "limit",
+    "limit_failures",
+    "forgive",
     "limit_ip",
     "limit_email",
     "limit_account",
-    "count_email",
 ]
 
 logger = logging.getLogger(__name__)
@@ -71,24 +74,16 @@ def valid_ip(value: str) -> str | None:
         return None
 
 
-def limit(
-    request: HttpRequest, scope: str, kind: str, value: str, *, increment: bool = True
-) -> None:
-    """Count one hit of ``value`` against ``scope``'s ``kind`` rate.
-
-    Raises :class:`RateLimited` (with the seconds left) over the limit. With
-    ``increment=False`` it only checks the budget is not spent (for limits that
-    count failures, see :func:`count_email`). When the cache errors, the request
-    passes (logged) unless ``RATE_LIMIT_FAIL_OPEN`` is False, in which case
-    :class:`ServiceUnavailable` is raised.
-    """
-    rate = auth_settings.rate(scope, kind)
-    if not rate:
-        return
+def _usage(
+    request: HttpRequest, group: str, value: str, rate: str, *, increment: bool
+) -> dict[str, Any] | None:
+    """django-ratelimit's usage of ``value`` in ``group``; None when limits are off
+    or the cache failed open (logged). With ``increment`` the count is raised and
+    read in one atomic cache operation."""
     try:
-        usage = get_usage(
+        usage: dict[str, Any] | None = get_usage(
             request,
-            group=f"kinwise_auth.{scope}.{kind}",
+            group=group,
             key=lambda group, req: value,
             rate=rate,
             increment=increment,
@@ -100,34 +95,84 @@ def limit(
                 "through (RATE_LIMIT_FAIL_OPEN)",
                 type(exc).__name__,
             )
-            return
+            return None
         logger.error("kinwise_auth: rate-limit cache failed (%s)", type(exc).__name__)
         raise ServiceUnavailable() from None
-    if usage is None:
+    return usage
+
+
+def limit(request: HttpRequest, scope: str, kind: str, value: str) -> None:
+    """Count one hit of ``value`` against ``scope``'s ``kind`` rate.
+
+    The count is raised and checked in one atomic step (security rule 9): of N
+    parallel requests, no more than the budget pass. Raises
+    :class:`RateLimited` (with the seconds left) over the limit. When the cache
+    errors, the request passes (logged) unless ``RATE_LIMIT_FAIL_OPEN`` is False,
+    in which case :class:`ServiceUnavailable` is raised.
+    """
+    rate = auth_settings.rate(scope, kind)
+    if not rate:
         return
-    spent = usage["should_limit"] if increment else usage["count"] >= usage["limit"]
-    if spent:
+    usage = _usage(request, f"kinwise_auth.{scope}.{kind}", value, rate, increment=True)
+    if usage is not None and usage["should_limit"]:
         raise RateLimited(retry_after=usage["time_left"])
 
 
+def limit_failures(request: HttpRequest, scope: str, kind: str, value: str) -> None:
+    """Take one attempt from a budget that only failures spend.
+
+    Every attempt is counted up front, atomically, so N parallel attempts cannot
+    all pass a check made before any of them failed; an attempt that succeeds is
+    given back with :func:`forgive`. Raises :class:`RateLimited` once the
+    attempts not forgiven exceed the rate.
+    """
+    rate = auth_settings.rate(scope, kind)
+    if not rate:
+        return
+    group = f"kinwise_auth.{scope}.{kind}"
+    attempts = _usage(request, group, value, rate, increment=True)
+    if attempts is None:
+        return
+    forgiven = _usage(request, f"{group}.forgiven", value, rate, increment=False)
+    if attempts["count"] - (forgiven["count"] if forgiven else 0) > attempts["limit"]:
+        raise RateLimited(retry_after=attempts["time_left"])
+
+
+def forgive(request: HttpRequest, scope: str, kind: str, value: str) -> None:
+    """Give back an attempt :func:`limit_failures` took, for it succeeded."""
+    rate = auth_settings.rate(scope, kind)
+    if rate:
+        group = f"kinwise_auth.{scope}.{kind}.forgiven"
+        _usage(request, group, value, rate, increment=True)
+
+
+def ip_key(ip: str) -> str:
+    """What an IP's budget is keyed by: an IPv4 address, or an IPv6 client's
+    network of ``IPV6_PREFIX_LENGTH`` bits (security rule 10) — one host holds a
+    whole /64, so per address it would have billions of budgets."""
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        prefix = int(auth_settings.IPV6_PREFIX_LENGTH)
+        return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
+    return str(address)
+
+
 def limit_ip(request: HttpRequest, scope: str) -> None:
-    limit(request, scope, "ip", client_ip(request))
+    limit(request, scope, "ip", ip_key(client_ip(request)))
 
 
-def _email_key(email: str) -> str:
-    return crypto.keyed_hash(normalize_email(email))
+def email_key(email: str) -> str:
+    """A keyed hash of the address's normal form: the cache holds no address."""
+    return crypto.keyed_hash(email_key_or_none(email) or email)
 
 
-def limit_email(
-    request: HttpRequest, scope: str, email: str, *, increment: bool = True
-) -> None:
-    limit(request, scope, "email", _email_key(email), increment=increment)
-
-
-def count_email(request: HttpRequest, scope: str, email: str) -> None:
-    """Count a failure against ``email`` without refusing this request."""
-    with contextlib.suppress(RateLimited):
-        limit(request, scope, "email", _email_key(email))
+def limit_email(request: HttpRequest, scope: str, email: str) -> None:
+    limit(request, scope, "email", email_key(email))
 
 
 def limit_account(request: HttpRequest, scope: str, user_id: object) -> None:

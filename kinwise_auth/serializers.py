@@ -12,7 +12,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
 
-from .normalization import normalize_email
+from .normalization import EmailRefused, normalize
 
 __all__ = [
     "StrictCharField",
@@ -54,28 +54,32 @@ class StrictCharField(serializers.CharField):
         return str(super().to_internal_value(data))
 
 
-def fits_when_normalized(value: str) -> None:
-    """NFKC can lengthen an address (the ligature U+FB03 becomes three letters):
-    the normal form must fit the identity table too."""
-    if len(normalize_email(value)) > 254:
-        raise serializers.ValidationError(
-            _("This address is too long."), code="invalid"
-        )
-
-
 class StrictEmailField(serializers.EmailField):
-    """An email address given as a string, at most 254 characters, no controls."""
+    """An email address given as a string, at most 254 characters, no controls,
+    with a safe normal form (:mod:`kinwise_auth.normalization`).
+
+    The validated value is the spelling the package stores and mails to: quotes
+    that are not needed are dropped, an international domain is mapped.
+    """
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("max_length", 254)
         super().__init__(**kwargs)
         self.validators.insert(0, reject_control_characters)
-        self.validators.append(fits_when_normalized)
 
     def to_internal_value(self, data: Any) -> str:
         if not isinstance(data, str):
             self.fail("invalid")
         return str(super().to_internal_value(data))
+
+    def run_validation(self, data: Any = serializers.empty) -> Any:
+        value = super().run_validation(data)
+        if not isinstance(value, str) or not value:
+            return value
+        try:
+            return normalize(value).address
+        except EmailRefused as exc:
+            raise serializers.ValidationError(exc.message, code=exc.code) from None
 
 
 def password_field() -> StrictCharField:

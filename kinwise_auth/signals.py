@@ -12,6 +12,7 @@ from django.dispatch import Signal
 __all__ = [
     "user_registered",
     "registration_for_existing_email",
+    "pending_registration_replaced",
     "verification_requested",
     "email_verified",
     "email_delivery_failed",
@@ -31,10 +32,14 @@ __all__ = [
 # A new pending account was created. Arguments: user, ip, user_agent, extra.
 user_registered = Signal()
 
-# Someone registered an address an account already holds; that account was emailed
-# (an "account exists" notice, or a fresh link if still pending).
-# Arguments: user, ip, user_agent, extra.
+# Someone registered an address a verified account already holds; that account
+# was emailed an "account exists" notice. Arguments: user, ip, user_agent, extra.
 registration_for_existing_email = Signal()
+
+# Someone registered an address a pending account holds: the newest password,
+# names and spelling replaced the pending ones, the links mailed before died and
+# a fresh link went out. Arguments: user, ip, user_agent, extra.
+pending_registration_replaced = Signal()
 
 # A verification email was asked for again (resend-verification/).
 # Arguments: user (None when no account holds the address), ip, user_agent, extra.
@@ -93,6 +98,7 @@ account_deleted = Signal()
 EVENT_SIGNALS: dict[str, Signal] = {
     "user_registered": user_registered,
     "registration_for_existing_email": registration_for_existing_email,
+    "pending_registration_replaced": pending_registration_replaced,
     "verification_requested": verification_requested,
     "email_verified": email_verified,
     "email_delivery_failed": email_delivery_failed,

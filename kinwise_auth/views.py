@@ -22,7 +22,7 @@ from rest_framework_simplejwt.authentication import JWTAuthentication
 
 from . import ratelimit, services
 from .conf import auth_settings
-from .errors import EmailTaken, InvalidCredentials, PasswordRejected, RequestTooLarge
+from .errors import EmailTaken, PasswordRejected, RequestTooLarge
 from .exceptions import exception_handler
 from .models import LinkToken
 from .parsers import BoundedJSONParser
@@ -86,6 +86,9 @@ class AuthAPIView(APIView):
         return exception_handler
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        # Per IP first: before the body is parsed and a token authenticated, so
+        # a flood of hostile bodies or bad tokens is limited like any request.
+        ratelimit.limit_ip(request, self.scope)
         super().initial(request, *args, **kwargs)
         try:
             length = int(request.META.get("CONTENT_LENGTH") or 0)
@@ -109,8 +112,7 @@ class AuthAPIView(APIView):
 
     @sensitive_variables()
     def validated(self, request: Request, data: Any) -> dict[str, Any]:
-        """IP limit, then validation, then the email limit when there is an email."""
-        ratelimit.limit_ip(request, self.scope)
+        """Validation, then the email limit when there is an email."""
         serializer = self.serializer_class(data=data)
         serializer.is_valid(raise_exception=True)
         values: dict[str, Any] = dict(serializer.validated_data)
@@ -138,19 +140,8 @@ class SignedInAPIView(AuthAPIView):
     permission_classes = (IsAuthenticated,)
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
-        # Per IP before authentication, so a flood of bad tokens is limited too.
-        ratelimit.limit_ip(request, self.scope)
         super().initial(request, *args, **kwargs)
         ratelimit.limit_account(request, self.scope, request.user.pk)
-
-    @sensitive_variables()
-    def validated(self, request: Request, data: Any) -> dict[str, Any]:
-        serializer = self.serializer_class(data=data)
-        serializer.is_valid(raise_exception=True)
-        values: dict[str, Any] = dict(serializer.validated_data)
-        if self.email_field and self.email_field in values:
-            ratelimit.limit_email(request, self.scope, values[self.email_field])
-        return values
 
 
 class LinkAPIView(AuthAPIView):
@@ -230,15 +221,13 @@ class VerifyEmailView(LinkAPIView):
     def _verify(self, request: Request, data: Any) -> Response:
         token = self.validated(request, data)["token"]
         result = services.verify_email(token=token, meta=self.meta(request))
-        message = (
-            _("Email already verified")
-            if result.already_verified
-            else _("Email verified successfully")
-        )
+        if result.already_verified:
+            # A used link may have outlived its address: it shows nobody's data.
+            return Response({"message": _("Email already verified")})
         user = result.user
         return Response(
             {
-                "message": message,
+                "message": _("Email verified successfully"),
                 "user": {
                     "email": getattr(user, user.get_email_field_name()),
                     "is_active": user.is_active,
@@ -291,7 +280,8 @@ class LoginCodeVerifyView(AuthAPIView):
 
 
 class LoginView(AuthAPIView):
-    """Per email, only failures count: a user who signs in often is not limited."""
+    """Per email, only failures count: a user who signs in often is not limited.
+    A 403 ``email_not_verified`` is a failure too: it answers a password guess."""
 
     scope = "login"
     serializer_class = LoginSerializer
@@ -300,17 +290,15 @@ class LoginView(AuthAPIView):
     @sensitive_variables()
     def post(self, request: Request) -> Response:
         data = self.validated(request, request.data)
-        ratelimit.limit_email(request, self.scope, data["email"], increment=False)
-        try:
-            result = services.login_with_password(
-                email=data["email"],
-                password=data["password"],
-                meta=self.meta(request),
-                auth_request=request._request,
-            )
-        except InvalidCredentials:
-            ratelimit.count_email(request, self.scope, data["email"])
-            raise
+        key = ratelimit.email_key(data["email"])
+        ratelimit.limit_failures(request, self.scope, "email", key)
+        result = services.login_with_password(
+            email=data["email"],
+            password=data["password"],
+            meta=self.meta(request),
+            auth_request=request._request,
+        )
+        ratelimit.forgive(request, self.scope, "email", key)
         return self.signed_in(request, result)
 
 

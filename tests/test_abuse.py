@@ -57,17 +57,35 @@ def test_registration_cannot_set_fields_the_serializer_does_not_name(
     assert user.last_login is None
 
 
-def test_names_are_escaped_in_the_html_email(api: Any) -> None:
-    if not hasattr(get_user_model(), "first_name"):
-        # The custom user has no name fields: the name never reaches a template.
-        api.post(REGISTER, register_body(first_name="<b>x</b>"), format="json")
-        assert "<b>x</b>" not in mail.outbox[0].alternatives[0][0]
-        return
+def test_a_pending_accounts_names_never_reach_its_verification_email(
+    api: Any,
+) -> None:
+    # Whoever registered first may not be the mailbox's owner: the names they
+    # typed (a phishing URL, say) are not shown to the mailbox.
     api.post(
         REGISTER,
-        register_body(first_name='<img src=x onerror="alert(1)">'),
+        register_body(first_name="Visit https://evil.example", last_name="<b>x</b>"),
         format="json",
     )
+
+    (message,) = mail.outbox
+    for part in (message.body, message.alternatives[0][0], message.subject):
+        assert "evil.example" not in part
+        assert "<b>x</b>" not in part
+
+
+def test_names_are_escaped_in_the_html_email(api: Any, make_user: Any) -> None:
+    user = make_user("alice@example.com")
+    if not hasattr(user, "first_name"):
+        # The custom user has no name fields: the greeting falls back to the address.
+        api.post(
+            "/api/v1/auth/otp/request/", {"email": "alice@example.com"}, format="json"
+        )
+        assert "Hi alice@example.com," in mail.outbox[0].alternatives[0][0]
+        return
+    user.first_name = '<img src=x onerror="alert(1)">'
+    user.save()
+    api.post("/api/v1/auth/otp/request/", {"email": "alice@example.com"}, format="json")
 
     html = mail.outbox[0].alternatives[0][0]
     assert "<img" not in html
@@ -115,7 +133,8 @@ def test_email_change_answers_and_works_alike_for_taken_and_free(
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {access}")
     answers = []
     for new_email in ["bob@example.com", "carol@example.com"]:
-        with assert_queries(4):  # user (JWT), holder lookup, outbox row, audit row
+        # user (JWT), earlier change links retired, holder lookup, outbox, audit
+        with assert_queries(5):
             response = client.post(
                 "/api/v1/auth/email/change/",
                 {"new_email": new_email, "password": PASSWORD},

@@ -226,3 +226,237 @@ def test_demo_refuses_to_start_without_its_broker(tmp_path: Path) -> None:
     assert result.returncode == 1, explain(result)
     assert "not reachable" in result.stdout, explain(result)
     assert not (tmp_path / "db.sqlite3").exists()  # stopped before migrating
+
+
+# ---------------------------------------------------------------------------
+# The admin's sign-in: rate-limited (config/admin_login.py)
+# ---------------------------------------------------------------------------
+
+ADMIN_LOGIN_PROBE = textwrap.dedent(
+    """
+    import json
+    import sys
+    import types
+    import time
+    from unittest import mock
+
+    import django
+
+    django.setup()
+
+    import django_ratelimit.core
+    from django.contrib.auth import get_user_model, user_logged_in, user_login_failed
+    from django.core.cache import cache
+    from django.core.management import call_command
+    from django.test import Client
+
+    from kinwise_auth.conf import auth_settings
+
+    password = sys.argv[1]
+    call_command("migrate", verbosity=0)
+    get_user_model().objects.create_superuser("admin", "admin@example.com", password)
+
+    checked = []  # one entry per password check, failed or not
+    user_login_failed.connect(lambda **kw: checked.append("failed"), weak=False)
+    user_logged_in.connect(lambda **kw: checked.append("signed in"), weak=False)
+
+
+    def fresh_client():
+        client = Client(enforce_csrf_checks=True)
+        assert client.get("/admin/login/").status_code == 200
+        return client
+
+
+    def form(client):
+        return client.get("/admin/login/", REMOTE_ADDR="198.51.100.1").status_code
+
+
+    def attempt(client, ip, username, secret):
+        before = len(checked)
+        response = client.post(
+            "/admin/login/?next=/admin/",
+            {
+                "username": username,
+                "password": secret,
+                "next": "/admin/",
+                "csrfmiddlewaretoken": client.cookies["csrftoken"].value,
+            },
+            REMOTE_ADDR=ip,
+        )
+        return {
+            "status": response.status_code,
+            "retry_after": response.get("Retry-After"),
+            "content_type": response.get("Content-Type"),
+            "body": response.content.decode()[:300],
+            "location": response.get("Location"),
+            "checked": checked[before:],
+            "signed_in": "_auth_user_id" in client.session,
+        }
+
+
+    def index(client):
+        response = client.get("/admin/", REMOTE_ADDR="198.51.100.1")
+        return {"status": response.status_code, "location": response.get("Location")}
+
+
+    # Fixed windows (django-ratelimit) would restart their count if one ended
+    # mid-run: the limiter's clock stands still here.
+    now = time.time()
+    clock = types.SimpleNamespace(time=lambda: now)
+    out = {
+        "rates": {
+            kind: auth_settings.rate("admin_login", kind) for kind in ("ip", "email")
+        }
+    }
+    with mock.patch.object(django_ratelimit.core, "time", clock):
+        cache.clear()
+        client = fresh_client()
+        out["control"] = {
+            "attempt": attempt(client, "192.0.2.1", "admin", password),
+            "index": index(client),
+        }
+
+        # 30 wrong passwords, then the right one, from one IP.
+        cache.clear()
+        client = fresh_client()
+        wrong = [attempt(client, "192.0.2.2", "admin", f"wrong-{n}") for n in range(30)]
+        out["one_ip"] = {
+            "wrong": wrong,
+            "right": attempt(client, "192.0.2.2", "admin", password),
+            "forms": [form(client) for _ in range(3)],
+            "index": index(client),
+        }
+
+        # One account from 30 IPs, spelt as the form cleans it to one username.
+        cache.clear()
+        client = fresh_client()
+        spellings = ["admin", " admin ", "\\uff41\\uff44\\uff4d\\uff49\\uff4e"]
+        wrong = [
+            attempt(client, f"203.0.113.{n}", spellings[n % 3], f"wrong-{n}")
+            for n in range(30)
+        ]
+        out["one_account"] = {
+            "wrong": wrong,
+            "right": attempt(client, "203.0.113.200", "admin", password),
+            "index": index(client),
+        }
+
+        # Many accounts from one IP.
+        cache.clear()
+        client = fresh_client()
+        wrong = [
+            attempt(client, "192.0.2.3", f"someone{n}", "wrong") for n in range(15)
+        ]
+        out["many_accounts"] = {
+            "wrong": wrong,
+            "right": attempt(client, "192.0.2.3", "admin", password),
+            "index": index(client),
+        }
+    print(json.dumps(out))
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def admin_login(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The example's /admin/login/ under attack, through the full middleware stack
+    (CSRF enforced), with a one-process cache."""
+    env = example_env(
+        tmp_path_factory.mktemp("admin_login"),
+        ALLOWED_HOSTS="testserver",
+        CACHE_URL="locmemcache://",
+    )
+    result = run(["-c", ADMIN_LOGIN_PROBE, secrets.token_urlsafe(16)], env)
+    assert result.returncode == 0, explain(result)
+    data: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    return data
+
+
+def budget(rate: str) -> int:
+    return int(rate.partition("/")[0])
+
+
+def assert_processed(answer: dict[str, Any]) -> None:
+    """A wrong password checked: the form again, with its error."""
+    assert answer["status"] == 200, answer
+    assert answer["checked"] == ["failed"], answer
+    assert not answer["signed_in"], answer
+
+
+def assert_refused(answer: dict[str, Any]) -> None:
+    """429, Retry-After, a short plain message, and no password checked."""
+    assert answer["status"] == 429, answer
+    assert 0 < int(answer["retry_after"]) <= 600, answer
+    assert answer["content_type"].startswith("text/plain"), answer
+    assert "Too many sign-in attempts" in answer["body"], answer
+    assert len(answer["body"]) < 100, answer
+    assert answer["checked"] == [], answer
+    assert not answer["signed_in"], answer
+    assert answer["location"] is None, answer
+
+
+def assert_not_signed_in(index: dict[str, Any]) -> None:
+    assert index["status"] == 302, index
+    assert index["location"].startswith("/admin/login/"), index
+
+
+def test_admin_login_rates_are_configured(admin_login: dict[str, Any]) -> None:
+    assert admin_login["rates"] == {"ip": "10/m", "email": "5/10m"}
+
+
+def test_admin_login_accepts_the_right_password_within_budget(
+    admin_login: dict[str, Any],
+) -> None:
+    # Without this, "not signed in" below could pass for another reason.
+    answer = admin_login["control"]["attempt"]
+    assert answer["status"] == 302, answer
+    assert answer["location"] == "/admin/", answer
+    assert answer["checked"] == ["signed in"], answer
+    assert answer["signed_in"], answer
+    assert admin_login["control"]["index"]["status"] == 200
+
+
+def test_admin_login_is_limited_per_ip_and_account(
+    admin_login: dict[str, Any],
+) -> None:
+    rates = admin_login["rates"]
+    allowed = min(budget(rates["ip"]), budget(rates["email"]))
+    scenario = admin_login["one_ip"]
+    wrong = scenario["wrong"]
+    for answer in wrong[:allowed]:
+        assert_processed(answer)
+    for answer in wrong[allowed:]:
+        assert_refused(answer)
+    # The right password on the 31st try is refused unread: no session.
+    assert_refused(scenario["right"])
+    assert_not_signed_in(scenario["index"])
+    # Showing the form is never counted nor refused.
+    assert scenario["forms"] == [200, 200, 200]
+
+
+def test_admin_login_account_budget_holds_across_ips(
+    admin_login: dict[str, Any],
+) -> None:
+    allowed = budget(admin_login["rates"]["email"])
+    scenario = admin_login["one_account"]
+    wrong = scenario["wrong"]
+    for answer in wrong[:allowed]:
+        assert_processed(answer)
+    for answer in wrong[allowed:]:
+        assert_refused(answer)
+    assert_refused(scenario["right"])
+    assert_not_signed_in(scenario["index"])
+
+
+def test_admin_login_ip_budget_holds_across_accounts(
+    admin_login: dict[str, Any],
+) -> None:
+    allowed = budget(admin_login["rates"]["ip"])
+    scenario = admin_login["many_accounts"]
+    wrong = scenario["wrong"]
+    for answer in wrong[:allowed]:
+        assert_processed(answer)
+    for answer in wrong[allowed:]:
+        assert_refused(answer)
+    assert_refused(scenario["right"])
+    assert_not_signed_in(scenario["index"])

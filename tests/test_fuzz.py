@@ -360,3 +360,71 @@ def test_other_methods_are_405_with_a_code(method: str) -> None:
 
     assert response.status_code == 405
     assert response.json()["code"] == "method_not_allowed"
+
+
+def nested(depth: int, kind: str) -> str:
+    """JSON nested ``depth`` levels deep: objects or arrays."""
+    if kind == "object":
+        return '{"a":' * depth + "1" + "}" * depth
+    return "[" * depth + "]" * depth
+
+
+DEPTHS = [1_500, 10_000]  # the first is 3 KB, the second well past the recursion limit
+
+
+@pytest.mark.parametrize("kind", ["object", "array"])
+@pytest.mark.parametrize("depth", DEPTHS)
+@pytest.mark.parametrize("path", FORMS)
+def test_a_body_nested_deeper_than_the_recursion_limit_is_400(
+    path: str, depth: int, kind: str
+) -> None:
+    client = client_for(path)
+
+    with nothing_written():
+        response = client.post(
+            AUTH + path, nested(depth, kind), content_type="application/json"
+        )
+
+    assert_error_shape(response)
+    assert response.status_code == 400
+    assert response.json()["code"] == "parse_error"
+
+
+def deep_jwt(part: str) -> str:
+    """A token whose header or payload is JSON nested 1 500 levels deep."""
+    import base64
+
+    def b64(raw: str) -> str:
+        return base64.urlsafe_b64encode(raw.encode()).rstrip(b"=").decode()
+
+    header, payload = '{"alg":"HS256","typ":"JWT"}', '{"token_type":"refresh"}'
+    if part == "header":
+        header = nested(1_000, "array")
+    else:
+        payload = nested(1_000, "array")
+    return f"{b64(header)}.{b64(payload)}.c2ln"
+
+
+@pytest.mark.parametrize("part", ["header", "payload"])
+@pytest.mark.parametrize("path", ["token/refresh/", "logout/"])
+def test_a_token_nesting_its_json_deeply_is_refused_not_a_500(
+    path: str, part: str
+) -> None:
+    with nothing_written():
+        response = APIClient().post(
+            AUTH + path, {"refresh": deep_jwt(part)}, format="json"
+        )
+
+    assert_error_shape(response)
+
+
+@pytest.mark.parametrize("part", ["header", "payload"])
+def test_a_bearer_token_nesting_its_json_deeply_is_401(part: str) -> None:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {deep_jwt(part)}")
+
+    with nothing_written():
+        response = client.get(AUTH + "me/")
+
+    assert_error_shape(response)
+    assert response.status_code == 401

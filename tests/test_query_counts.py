@@ -1,43 +1,55 @@
 """Query budgets per endpoint (the request only: delivery runs in the worker).
 
-register, new address: identity lookup, user, identity, outbox row, audit row.
-register, held address: the same five: a throwaway user and identity are inserted
-and rolled back, so a taken address costs what a new one does.
-verify-email: the token's user (the per-account limit), token (locked), identity
-(locked), mark token used, mark identity verified, activate user, welcome outbox
-row, audit row; a used or unknown token stops after the reads.
+Every flow that changes an account's secrets or tokens locks its user row first,
+then its identity, then the secret (one lock order: security rule 9); the locks
+are reads of their own below.
+
+register, new address: identity lookup (locking a holder's user), user, identity,
+the account's earlier links superseded, outbox row, audit row.
+register, held address: the same six: a pending registration is replaced (user
+and identity updated, its links superseded); for a verified one a throwaway user
+and identity are inserted and rolled back, so a taken address costs what a new
+one does.
+verify-email: the token's user (the per-account limit), the token's user again,
+user, identity and token locked, mark token used, mark identity verified,
+activate user, welcome outbox row, audit row; a used token stops after the locks,
+an unknown one after the reads.
 resend-verification: identity lookup, outbox row, audit row, whatever the account.
 otp/request: the same three, whatever the account.
-otp/verify: identity, the live code (locked), then either the attempt counter and
-a failure audit row, or marking it used and what a session costs: the outstanding
+otp/verify: identity (its user locked), the identity locked, the live code
+(locked), then either the attempt counter, the day's failure counters and a
+failure audit row, or marking it used and what a session costs: the outstanding
 refresh token (blacklist app), the audit row and ``last_login``.
-login: identity (the backend), then a session; a failure reads the identity again
-for the pending check and writes an audit row, on known and unknown addresses alike.
+login: identity (the backend), then a session; a failure looks the identity up
+again with its locks (the pending check, the day's failure counters) and writes
+an audit row; an unknown address stops after the lookup and the audit row.
 token/refresh (no rotation): the blacklist check and the user; with rotation and
-blacklisting, also the old token's outstanding row (locked), its blacklisting, and
-the new token's outstanding row.
+blacklisting, the user (locked), the old token's outstanding row (locked), its
+blacklisting, and the new token's outstanding row.
 logout: the blacklist check and the user (simplejwt), the outstanding row and its
 blacklisting (get or create), the user again and an audit row; a token already
 blacklisted: the signature, then one read.
 me: the user (JWT authentication); no token: nothing.
 resend-verification, password/reset: identity lookup, outbox row, audit row,
 whatever the account.
-password/reset/confirm: the link's user (per-account limit), the link and the
-identity (locked), the password, the link used, the account's other links and
-codes superseded, its refresh tokens blacklisted (read, insert), the notice's
+password/reset/confirm: the link's user (per-account limit) and again, user,
+identity and link locked, the password, the link used, the account's other links
+and codes superseded, its refresh tokens blacklisted (read, insert), the notice's
 outbox row, an audit row.
-password/change: the user (JWT), the identity, the password, links and codes
-superseded, refresh tokens blacklisted (read, insert), outbox row, audit row, and
-the new session's outstanding token.
-email/change: the user (JWT), the new address's identity, outbox row, audit row,
-taken or free alike.
-email/change/confirm: the link's user, the link and the identity (locked), the
-identity and the user moved (with ``auth.User``, a read that the username is free),
-the link used, links and codes superseded, the notice's outbox row, an audit row.
-account/delete: the user (JWT), the identity, refresh tokens blacklisted, audit and
-goodbye rows, then Django's delete of the user and what refers to it (in this
-project: admin log, groups, permissions, identity, links, codes; the outstanding
-tokens, outbox and audit rows are kept with the user cleared).
+password/change: the user (JWT), the identity, the password (the user row's
+lock), links and codes superseded, refresh tokens blacklisted (read, insert),
+outbox row, audit row, and the new session's outstanding token.
+email/change: the user (JWT), the caller's earlier change links superseded, the
+new address's identity, outbox row, audit row, taken or free alike.
+email/change/confirm: the link's user twice, user, identity and link locked, the
+identity and the user moved (with ``auth.User``, a read that the username is
+free), the link used, links and codes superseded, the notice's outbox row, an
+audit row.
+account/delete: the user (JWT), the user locked, the identity, refresh tokens
+blacklisted, audit and goodbye rows, then Django's delete of the user and what
+refers to it (in this project: admin log, groups, permissions, identity, links,
+codes; the outstanding tokens, outbox and audit rows are kept with the user
+cleared).
 A wrong password on a signed-in endpoint: the user (JWT) and the identity.
 """
 
@@ -60,7 +72,7 @@ VERIFY = "/api/v1/auth/verify-email/"
 
 @pytest.mark.parametrize(
     ("email", "queries"),
-    [("new@example.com", 5), ("verified@example.com", 5), ("pending@example.com", 5)],
+    [("new@example.com", 6), ("verified@example.com", 6), ("pending@example.com", 6)],
 )
 def test_register(
     api: Any, make_user: Any, broker: Any, assert_queries: Any, email: str, queries: int
@@ -80,9 +92,9 @@ def test_verify_email(api: Any, broker: Any, assert_queries: Any) -> None:
     broker.drain()
     token = re.search(r"token=([\w\-]+)", mail.outbox[0].body).group(1)  # type: ignore[union-attr]
 
-    with assert_queries(8):
+    with assert_queries(10):
         assert api.post(VERIFY, {"token": token}, format="json").status_code == 200
-    with assert_queries(3):
+    with assert_queries(5):
         assert api.post(VERIFY, {"token": token}, format="json").status_code == 200
     with assert_queries(2):
         assert api.post(VERIFY, {"token": "x" * 43}, format="json").status_code == 400
@@ -116,11 +128,11 @@ def test_otp_verify(api: Any, make_user: Any, broker: Any, assert_queries: Any) 
     url = "/api/v1/auth/otp/verify/"
     bad = f"{(int(code) + 1) % 10**6:06d}"
 
-    with assert_queries(4):
+    with assert_queries(6):
         api.post(url, {"email": "a@example.com", "code": bad}, format="json")
     with assert_queries(2):
         api.post(url, {"email": "nobody@example.com", "code": code}, format="json")
-    with assert_queries(6):
+    with assert_queries(7):
         response = api.post(
             url, {"email": "a@example.com", "code": code}, format="json"
         )
@@ -131,7 +143,7 @@ def test_login_and_session(api: Any, make_user: Any, assert_queries: Any) -> Non
     make_user("a@example.com")
     url = "/api/v1/auth/login/"
 
-    with assert_queries(3):
+    with assert_queries(5):
         api.post(url, {"email": "a@example.com", "password": "nope"}, format="json")
     with assert_queries(3):
         api.post(url, {"email": "zz@example.com", "password": "nope"}, format="json")
@@ -268,9 +280,9 @@ def test_password_reset_confirm(
     with assert_queries(2):
         bad = api.post(url, {**body, "token": "x" * 43}, format="json")
     assert bad.status_code == 400
-    with assert_queries(11):
+    with assert_queries(13):
         assert api.post(url, body, format="json").status_code == 200
-    with assert_queries(3):
+    with assert_queries(5):
         assert api.post(url, body, format="json").status_code == 400
 
 
@@ -303,7 +315,7 @@ def test_email_change(
     sign_in(api)
     url = "/api/v1/auth/email/change/"
 
-    with assert_queries(4):
+    with assert_queries(5):
         response = api.post(
             url, {"new_email": new_email, "password": PASSWORD}, format="json"
         )
@@ -335,7 +347,7 @@ def test_email_change_confirm(
         assert api.post(url, {"token": "x" * 43}, format="json").status_code == 400
     # auth.User's username follows the address when it is free: one more read.
     username_follows = get_user_model().USERNAME_FIELD != "email"
-    with assert_queries(10 + username_follows):
+    with assert_queries(12 + username_follows):
         assert api.post(url, {"token": token}, format="json").status_code == 200
 
 
@@ -348,5 +360,5 @@ def test_account_delete(
 
     with assert_queries(2):
         assert api.post(url, {"password": "nope"}, format="json").status_code == 400
-    with assert_queries(16):
+    with assert_queries(17):
         assert api.post(url, {"password": PASSWORD}, format="json").status_code == 204

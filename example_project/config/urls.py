@@ -1,4 +1,5 @@
-"""URLs of the example project: the auth API under ``/api/v1/auth/``."""
+"""URLs of the example project: the auth API under ``/api/v1/auth/``, the admin
+under ``/admin/`` (its sign-in rate-limited, see ``config.admin_login``)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,11 @@ from django.contrib.staticfiles.urls import staticfiles_urlpatterns
 from django.urls import URLPattern, URLResolver, include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from config.admin_login import admin_login
+
 urlpatterns: list[URLPattern | URLResolver] = [
+    # Before the admin's own login/ (same path): its sign-in, rate-limited.
+    path("admin/login/", admin_login),
     path("admin/", admin.site.urls),
     path("api/v1/auth/", include("kinwise_auth.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -13,6 +13,7 @@ from .. import audit, emails
 from ..conf import auth_settings
 from ..errors import InvalidCredentials
 from ..models import EmailIdentity, OutboxEmail
+from .identities import lock_user
 from .link_tokens import retire_secrets
 from .meta import RequestMeta
 from .sessions import revoke_refresh_tokens
@@ -37,10 +38,13 @@ def delete_account(*, user: Any, password: str, meta: RequestMeta) -> None:
             extra={"reason": "invalid_credentials"},
         )
         raise InvalidCredentials(_("The password is not correct."))
-    identity = EmailIdentity.objects.filter(user=user).first()
-    email_field = get_user_model().get_email_field_name()
-    address = identity.email if identity else getattr(user, email_field)
     with transaction.atomic():
+        # The user row first, as refresh and password changes lock it: a refresh
+        # racing the deletion waits, then finds its user gone.
+        lock_user(user.pk)
+        identity = EmailIdentity.objects.filter(user=user).first()
+        email_field = get_user_model().get_email_field_name()
+        address = identity.email if identity else getattr(user, email_field)
         revoke_refresh_tokens(user)
         audit.record(
             "account_deleted",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -14,7 +13,7 @@ from .. import audit, emails
 from ..errors import EmailTaken, InvalidCredentials, InvalidToken
 from ..models import LinkToken, OutboxEmail
 from ..normalization import normalize_email
-from .identities import find_identity
+from .identities import find_identity, set_user_email
 from .link_tokens import lock_link, require_live, retire_secrets
 from .meta import RequestMeta
 
@@ -33,6 +32,8 @@ def request_email_change(
     Raises :class:`InvalidCredentials` for a wrong password. When another account
     holds the address, that account is told ("account exists") instead, and the
     answer is the same: the caller cannot learn whether the address is taken.
+    Either way the caller's earlier email-change links die now, so neither can
+    their fate tell (security rule 11).
     """
     if not user.check_password(password):
         audit.record(
@@ -43,6 +44,9 @@ def request_email_change(
         )
         raise InvalidCredentials(_("The password is not correct."))
     with transaction.atomic():
+        LinkToken.objects.filter(
+            user=user, purpose=LinkToken.Purpose.EMAIL_CHANGE
+        ).supersede()
         holder = find_identity(new_email)
         if holder is not None and holder.user_id != user.pk:
             emails.queue(
@@ -92,7 +96,7 @@ def confirm_email_change(*, token: str, meta: RequestMeta) -> Any:
                 identity.save(
                     update_fields=["email", "email_normalized", "verified_at"]
                 )
-                _set_user_email(user, old_email, new_email)
+                set_user_email(user, old_email, new_email, save=True)
         except IntegrityError:
             raise EmailTaken() from None
         link.used_at = now
@@ -111,24 +115,3 @@ def confirm_email_change(*, token: str, meta: RequestMeta) -> Any:
             extra={"old_email": old_email, "new_email": new_email},
         )
     return user
-
-
-def _set_user_email(user: Any, old_email: str, new_email: str) -> None:
-    """Copy the address to the user model; a username derived from the old
-    address follows it (``auth.User``), when it fits and is free."""
-    user_model = get_user_model()
-    email_field = user_model.get_email_field_name()
-    setattr(user, email_field, new_email)
-    fields = [email_field]
-    username_field = user_model.USERNAME_FIELD
-    if username_field != email_field and getattr(user, username_field) == old_email:
-        max_length = getattr(
-            user_model._meta.get_field(username_field), "max_length", 150
-        )
-        taken = user_model._default_manager.filter(
-            **{username_field: new_email}
-        ).exclude(pk=user.pk)
-        if len(new_email) <= (max_length or 150) and not taken.exists():
-            setattr(user, username_field, new_email)
-            fields.append(username_field)
-    user.save(update_fields=fields)

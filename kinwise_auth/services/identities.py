@@ -8,12 +8,20 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.db import DatabaseError, IntegrityError, transaction
 from django.db.transaction import TransactionManagementError
+from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from ..models import EmailIdentity
-from ..normalization import normalize_email
+from ..normalization import email_key_or_none, normalize_email
 
-__all__ = ["find_identity", "create_pending_user", "spend_like_a_new_account"]
+__all__ = [
+    "find_identity",
+    "lock_user",
+    "create_pending_user",
+    "replace_pending_registration",
+    "set_user_email",
+    "spend_like_a_new_account",
+]
 
 
 def _savepoint_create() -> Any:
@@ -22,12 +30,36 @@ def _savepoint_create() -> Any:
     return create() if create is not None else transaction.savepoint()
 
 
-def find_identity(email: str, *, for_update: bool = False) -> EmailIdentity | None:
-    """The identity holding ``email`` (compared by its normal form), with its user."""
+def find_identity(email: str, *, lock_user: bool = False) -> EmailIdentity | None:
+    """The identity holding ``email`` (compared by its normal form), with its user.
+
+    ``lock_user`` locks the user row as :func:`lock_user` does, in the same
+    statement. An address with no normal form matches nobody (and costs no query).
+    """
+    key = email_key_or_none(email)
+    if key is None:
+        return None
     queryset = EmailIdentity.objects.select_related("user")
-    if for_update:
-        queryset = queryset.select_for_update()
-    return queryset.filter(email_normalized=normalize_email(email)).first()
+    if lock_user:
+        queryset = queryset.select_for_update(of=("user",), no_key=True)
+    return queryset.filter(email_normalized=key).first()
+
+
+def lock_user(user_pk: Any) -> Any:
+    """Lock the user row (``FOR NO KEY UPDATE``) and return the user, or None.
+
+    Every transaction that changes an account's secrets or refresh tokens takes
+    this lock first, so they all lock in one order — user, identity, links and
+    codes, then simplejwt's token rows — and none can deadlock another (security
+    rule 9). ``NO KEY`` leaves rows that merely reference the user (audit,
+    outbox) free to commit meanwhile.
+    """
+    return (
+        get_user_model()
+        ._default_manager.select_for_update(no_key=True)
+        .filter(pk=user_pk)
+        .first()
+    )
 
 
 def _username_for(email: str) -> str | None:
@@ -79,6 +111,80 @@ def create_pending_user(
                 raise
             username = _generated_username()
     raise AssertionError("unreachable")
+
+
+@sensitive_variables()
+def replace_pending_registration(
+    identity: EmailIdentity, *, email: str, password: str, profile: dict[str, str]
+) -> None:
+    """Give a pending account the newest registration's password, names and spelling.
+
+    A pending account belongs to nobody yet: whoever registered it first keeps
+    nothing once someone registers the address again (account pre-hijacking).
+    The caller supersedes the links mailed before. Costs what
+    :func:`create_pending_user` does — one hash, two writes in a savepoint — so
+    the two paths cannot be told apart (security rule 5). Call it with the user
+    row locked (:func:`lock_user`).
+    """
+    user = identity.user
+    user_model = get_user_model()
+    user.set_password(password)
+    fields = ["password", user_model.get_email_field_name()]
+    for name, value in profile.items():
+        if hasattr(user, name):
+            setattr(user, name, value)
+            fields.append(name)
+    setattr(user, user_model.get_email_field_name(), email)
+    username_field = user_model.USERNAME_FIELD
+    old_username = getattr(user, username_field)
+    if username_field not in fields and old_username == identity.email:
+        # The username was derived from the address (auth.User): it follows.
+        setattr(user, username_field, _username_for(email))
+        fields.append(username_field)
+    identity.email = email
+    identity.email_normalized = normalize_email(email)
+    identity.created_at = timezone.now()
+    try:
+        _save_registration(user, fields, identity)
+    except IntegrityError:
+        # A user made outside the package holds that username: keep the old one.
+        setattr(user, username_field, old_username)
+        _save_registration(user, fields, identity)
+
+
+def _save_registration(user: Any, fields: list[str], identity: EmailIdentity) -> None:
+    with transaction.atomic():
+        user.save(update_fields=fields)
+        identity.save(update_fields=["email", "email_normalized", "created_at"])
+
+
+def set_user_email(
+    user: Any, old_email: str, new_email: str, *, save: bool
+) -> list[str]:
+    """Copy the address to the user model; return the fields changed.
+
+    A username derived from the old address follows it (``auth.User``) when it
+    fits; a username held by another user stays as it was (the identity, not the
+    username, is what signs in).
+    """
+    user_model = get_user_model()
+    email_field = user_model.get_email_field_name()
+    setattr(user, email_field, new_email)
+    fields = [email_field]
+    username_field = user_model.USERNAME_FIELD
+    if username_field != email_field and getattr(user, username_field) == old_email:
+        max_length = getattr(
+            user_model._meta.get_field(username_field), "max_length", 150
+        )
+        taken = user_model._default_manager.filter(
+            **{username_field: new_email}
+        ).exclude(pk=user.pk)
+        if len(new_email) <= (max_length or 150) and not taken.exists():
+            setattr(user, username_field, new_email)
+            fields.append(username_field)
+    if save:
+        user.save(update_fields=fields)
+    return fields
 
 
 @sensitive_variables()

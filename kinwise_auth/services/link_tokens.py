@@ -10,6 +10,7 @@ from django.views.decorators.debug import sensitive_variables
 from .. import crypto
 from ..errors import InvalidToken, TokenExpired
 from ..models import EmailIdentity, LinkToken, LoginCode
+from .identities import lock_user
 
 __all__ = ["link_owner", "lock_link", "require_live", "retire_secrets"]
 
@@ -35,25 +36,29 @@ def link_owner(token: str, purpose: str) -> Any:
 
 @sensitive_variables()
 def lock_link(token: str, purpose: str) -> tuple[LinkToken, EmailIdentity] | None:
-    """The token's row and its user's identity, both locked; None if unknown.
+    """The token's row and its user's identity, locked; None if unknown.
 
     Call inside ``transaction.atomic()``: the locks make N simultaneous uses of
-    one link succeed once. The token is found by its keyed hash under the current
-    and the fallback secret keys.
+    one link succeed once. They are taken in the one order every flow uses —
+    user, identity, link (:func:`~kinwise_auth.services.identities.lock_user`) —
+    and each row is read after its lock, so a request that waited reads what the
+    winner left. The token is found by its keyed hash under the current and the
+    fallback secret keys.
     """
-    # The user row is locked too: a request that waited for the lock then reads
-    # the user as the winner left it (a join alone would keep the stale snapshot).
+    owner = link_owner(token, purpose)
+    if owner is None:
+        return None
+    user = lock_user(owner)
+    identity = EmailIdentity.objects.select_for_update().filter(user_id=owner).first()
     link = (
-        LinkToken.objects.select_for_update(of=("self", "user"))
-        .select_related("user")
+        LinkToken.objects.select_for_update()
         .filter(purpose=purpose, token_hash__in=crypto.candidate_hashes(token))
         .first()
     )
-    if link is None:
+    if user is None or identity is None or link is None:
         return None
-    identity = EmailIdentity.objects.select_for_update().filter(user=link.user).first()
-    if identity is None:
-        return None
+    link.user = user
+    identity.user = user
     return link, identity
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.views.decorators.debug import sensitive_variables
@@ -10,8 +11,13 @@ from django.views.decorators.debug import sensitive_variables
 from .. import audit, emails
 from ..conf import auth_settings
 from ..errors import EmailTaken
-from ..models import OutboxEmail
-from .identities import create_pending_user, find_identity, spend_like_a_new_account
+from ..models import EmailIdentity, LinkToken, OutboxEmail
+from .identities import (
+    create_pending_user,
+    find_identity,
+    replace_pending_registration,
+    spend_like_a_new_account,
+)
 from .meta import RequestMeta
 
 __all__ = ["Registration", "register_user"]
@@ -36,15 +42,21 @@ def register_user(
 ) -> Registration:
     """Create a pending account for ``email`` and queue its verification link.
 
-    When the address is already held (by its normal form) and enumeration
-    prevention is on, the answer looks the same: the holder is emailed instead —
-    an "account exists" notice if verified, a fresh verification link if still
-    pending. With prevention off, raises :class:`EmailTaken`.
-    Twenty racing registrations of one address create one user.
+    ``password`` must pass ``AUTH_PASSWORD_VALIDATORS`` (the serializer checks).
+    An address held by a pending account is registered again: the newest
+    password, names and spelling replace the pending ones, every link mailed
+    before dies, and a fresh link goes out (a pending account belongs to nobody
+    until a mailbox confirms it). An address held by a verified account gets an
+    "account exists" notice, and the answer looks the same; with enumeration
+    prevention off, that raises :class:`EmailTaken` instead. Every path costs
+    the same statements, one password hash and one publish. Twenty racing
+    registrations of one address leave one user.
     """
     profile = {"first_name": first_name, "last_name": last_name}
     with transaction.atomic():
-        identity = find_identity(email)
+        # The holder's user row is locked first (security rule 9's lock order),
+        # so a verification racing this request is seen before we decide.
+        identity = find_identity(email, lock_user=True)
         if identity is None:
             try:
                 user, identity = create_pending_user(
@@ -53,26 +65,52 @@ def register_user(
             except IntegrityError:
                 # Lost a race for the address, or a user made outside the package
                 # (not yet backfilled) holds it in a unique user-model column.
-                identity = find_identity(email)
+                identity = find_identity(email, lock_user=True)
             else:
-                emails.queue(OutboxEmail.Kind.VERIFY_EMAIL, user=user, recipient=email)
-                audit.record("user_registered", user=user, meta=meta)
-                return Registration(email=email, user_id=user.pk)
+                return _queue_verification(user, identity, created=True, meta=meta)
+
+        # The locked user row is current; the identity beside it may not be: a
+        # verification that committed while we waited activated the user.
+        if (
+            identity is not None
+            and not identity.user.is_active
+            and (not identity.is_verified)
+        ):
+            replace_pending_registration(
+                identity, email=email, password=password, profile=profile
+            )
+            return _queue_verification(
+                identity.user, identity, created=False, meta=meta
+            )
 
         if not auth_settings.PREVENT_ENUMERATION:
             raise EmailTaken()
         spend_like_a_new_account(password)
-        if identity is None:
-            holder, recipient = None, email
-            kind = OutboxEmail.Kind.ACCOUNT_EXISTS
-        else:
-            # To the stored address, never the look-alike just typed (CVE-2019-19844).
-            holder, recipient = identity.user, identity.email
-            kind = (
-                OutboxEmail.Kind.ACCOUNT_EXISTS
-                if identity.is_verified
-                else OutboxEmail.Kind.VERIFY_EMAIL
-            )
-        emails.queue(kind, user=holder, recipient=recipient)
+        holder = identity.user if identity is not None else None
+        # The statement the other paths spend on retiring links; a verified
+        # account's verification links have nothing left to do.
+        LinkToken.objects.filter(
+            user=holder, purpose=LinkToken.Purpose.VERIFY_EMAIL
+        ).supersede()
+        # To the stored address, never the look-alike just typed (CVE-2019-19844).
+        emails.queue(
+            OutboxEmail.Kind.ACCOUNT_EXISTS,
+            user=holder,
+            recipient=identity.email if identity is not None else email,
+        )
         audit.record("registration_for_existing_email", user=holder, meta=meta)
     return Registration(email=email, user_id=None)
+
+
+def _queue_verification(
+    user: Any, identity: EmailIdentity, *, created: bool, meta: RequestMeta
+) -> Registration:
+    """Retire every link of the (new or replaced) pending account; mail a new one."""
+    LinkToken.objects.filter(user=user).supersede()
+    emails.queue(OutboxEmail.Kind.VERIFY_EMAIL, user=user, recipient=identity.email)
+    audit.record(
+        "user_registered" if created else "pending_registration_replaced",
+        user=user,
+        meta=meta,
+    )
+    return Registration(email=identity.email, user_id=user.pk)

@@ -61,14 +61,13 @@ def _jwt() -> Any:
     return jwt_settings.api_settings
 
 
-def _user_for(user_id: Any) -> Any:
+def _user_for(user_id: Any, *, lock: bool = False) -> Any:
     if user_id is None:
         return None
-    user = (
-        get_user_model()
-        ._default_manager.filter(**{_jwt().USER_ID_FIELD: user_id})
-        .first()
-    )
+    users = get_user_model()._default_manager.all()
+    if lock:
+        users = users.select_for_update(no_key=True)  # as identities.lock_user
+    user = users.filter(**{_jwt().USER_ID_FIELD: user_id}).first()
     if user is None or not _jwt().USER_AUTHENTICATION_RULE(user):
         return None
     return user
@@ -96,15 +95,19 @@ def refresh_session(token: RefreshToken) -> dict[str, str]:
 
     Raises :class:`TokenNotValid` when the token's user was deleted or may no
     longer sign in (simplejwt's own view answers a 500 for a deleted user). With
-    rotation and blacklisting on, the old token's outstanding row is locked while
-    it is blacklisted, so two concurrent refreshes of one token cannot both win.
+    rotation, the user row is locked first, as password change, reset and
+    deletion lock it (one lock order, so a refresh racing them never deadlocks),
+    then the old token's outstanding row while it is blacklisted: of two
+    concurrent refreshes of one token one wins, and a refresh that waited for a
+    password change finds its token revoked.
     """
-    if _user_for(refresh_token_user_id(token)) is None:
-        raise TokenNotValid()
-    data = {"access": str(token.access_token)}
     if not _jwt().ROTATE_REFRESH_TOKENS:
-        return data
+        if _user_for(refresh_token_user_id(token)) is None:
+            raise TokenNotValid()
+        return {"access": str(token.access_token)}
     with transaction.atomic():
+        if _user_for(refresh_token_user_id(token), lock=True) is None:
+            raise TokenNotValid()
         if _jwt().BLACKLIST_AFTER_ROTATION and hasattr(token, "blacklist"):
             from rest_framework_simplejwt.token_blacklist.models import (
                 BlacklistedToken,
@@ -114,8 +117,9 @@ def refresh_session(token: RefreshToken) -> dict[str, str]:
             jti = token[_jwt().JTI_CLAIM]
             OutstandingToken.objects.select_for_update().filter(jti=jti).first()
             if BlacklistedToken.objects.filter(token__jti=jti).exists():
-                raise TokenNotValid()  # a concurrent refresh rotated it first
+                raise TokenNotValid()  # revoked, or a concurrent refresh rotated it
             token.blacklist()
+        data = {"access": str(token.access_token)}
         token.set_jti()
         token.set_exp()
         token.set_iat()
