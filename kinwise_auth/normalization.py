@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 import idna
 from django.utils.encoding import punycode
@@ -36,6 +38,8 @@ __all__ = [
     "normalize",
     "normalize_email",
     "email_key_or_none",
+    "Rekeying",
+    "plan_rekeying",
 ]
 
 MAX_LENGTH = 254
@@ -181,3 +185,38 @@ def email_key_or_none(email: str) -> str | None:
         return normalize(email).key
     except EmailRefused:
         return None
+
+
+@dataclass
+class Rekeying:
+    """What the current normal form changes for stored identities.
+
+    ``changes``: identity pk -> its new key, safe to write (no other row takes
+    it). ``refused``: (pk, address, reason) of rows whose address has no normal
+    form any more. ``merges``: new key -> the pks of rows it would merge; neither
+    is changed, for a person to decide which account the mailbox belongs to.
+    """
+
+    changes: dict[int, str] = field(default_factory=dict)
+    refused: list[tuple[int, str, str]] = field(default_factory=list)
+    merges: dict[str, list[int]] = field(default_factory=dict)
+
+
+def plan_rekeying(rows: Iterable[tuple[int, str, str]]) -> Rekeying:
+    """Plan the re-keying of identities given as ``(pk, address, stored key)``."""
+    plan = Rekeying()
+    holders: dict[str, list[int]] = defaultdict(list)
+    stored: dict[int, str] = {}
+    for pk, address, key in rows:
+        stored[pk] = key
+        try:
+            holders[normalize(address).key].append(pk)
+        except EmailRefused as exc:
+            plan.refused.append((pk, address, exc.message))
+            holders[key].append(pk)  # it keeps its key, which no one may take
+    for key, pks in holders.items():
+        if len(pks) > 1:
+            plan.merges[key] = sorted(pks)
+        elif stored[pks[0]] != key:
+            plan.changes[pks[0]] = key
+    return plan

@@ -49,7 +49,8 @@ def test_backfill_creates_identities_and_reports_collisions() -> None:
     assert (
         EmailIdentity.objects.get(user=active).email_normalized == "carol@example.com"
     )
-    assert EmailIdentity.objects.get(user=inactive).verified_at is None
+    # An inactive user was deactivated by the host: never pending, never purged.
+    assert EmailIdentity.objects.get(user=inactive).verified_at is not None
     if get_user_model().USERNAME_FIELD != "email":
         assert "would create 2 identities; 1 collision(s)" in dry
         assert "collision: 'erin@example.com'" in err
@@ -57,6 +58,79 @@ def test_backfill_creates_identities_and_reports_collisions() -> None:
     else:
         assert "created 3 identities; 0 collision(s)" in out
     assert run("kinwise_auth_backfill")[0].startswith("created 0 identities")
+
+
+def test_backfill_can_make_inactive_users_pending() -> None:
+    inactive = plain_user("dave@example.com", active=False)
+
+    run("kinwise_auth_backfill", "--inactive-pending")
+
+    assert EmailIdentity.objects.get(user=inactive).verified_at is None
+
+
+def identity_with_key(email: str, key: str) -> EmailIdentity:
+    """An identity stored under an older normal form's ``key``."""
+    return EmailIdentity.objects.create(
+        user=plain_user(email), email=email, email_normalized=key
+    )
+
+
+@pytest.fixture
+def old_keys() -> dict[str, EmailIdentity]:
+    """Identities keyed as the normal form before 0.1 keyed them (NFKC, casefold)."""
+    return {
+        "idn": identity_with_key("cm@ex\u00e4mple.com", "cm@ex\u00e4mple.com"),
+        "ace": identity_with_key("cm@xn--exmple-cua.com", "cm@xn--exmple-cua.com"),
+        "quoted": identity_with_key('"eve"@example.com', '"eve"@example.com'),
+        "soft": identity_with_key("s\u00e9b@exa\u00admple.com", "seb-soft"),
+        "plain": identity_with_key("Ann@example.com", "ann@example.com"),
+    }
+
+
+def test_backfill_reports_identities_the_normal_form_would_merge_or_refuse(
+    old_keys: dict[str, EmailIdentity],
+) -> None:
+    dry, err = run("kinwise_auth_backfill", "--dry-run")
+
+    idn, ace = old_keys["idn"].pk, old_keys["ace"].pk
+    assert (
+        f"would merge: 'cm@xn--exmple-cua.com' held by identities {idn}, {ace}" in err
+    )
+    assert f"refused: identity {old_keys['soft'].pk}" in err
+    assert "invisible characters" in err
+    assert "would re-key 1." in dry  # the quoted address, alone on its new key
+    assert EmailIdentity.objects.get(pk=old_keys["quoted"].pk).email_normalized == (
+        '"eve"@example.com'
+    )
+
+    out, _ = run("kinwise_auth_backfill")
+
+    assert "re-keyed 1." in out
+    keys = dict(EmailIdentity.objects.values_list("pk", "email_normalized"))
+    assert keys[old_keys["quoted"].pk] == "eve@example.com"
+    # What would merge or is refused is left exactly as it was.
+    assert keys[idn] == "cm@ex\u00e4mple.com"
+    assert keys[ace] == "cm@xn--exmple-cua.com"
+    assert keys[old_keys["soft"].pk] == "seb-soft"
+    assert keys[old_keys["plain"].pk] == "ann@example.com"
+
+
+def test_the_rekeying_migration_changes_only_what_is_safe_and_says_so(
+    old_keys: dict[str, EmailIdentity], capsys: Any
+) -> None:
+    import importlib
+
+    from django.apps import apps
+
+    migration = importlib.import_module("kinwise_auth.migrations.0005_rekey_identities")
+    migration.rekey(apps, None)
+
+    keys = dict(EmailIdentity.objects.values_list("pk", "email_normalized"))
+    assert keys[old_keys["quoted"].pk] == "eve@example.com"
+    assert keys[old_keys["idn"].pk] == "cm@ex\u00e4mple.com"
+    printed = capsys.readouterr().out
+    assert "1 identity key(s) re-keyed; 3 left unchanged" in printed
+    assert "kinwise_auth_backfill --dry-run" in printed
 
 
 def test_redrive_command(settings: Any) -> None:
