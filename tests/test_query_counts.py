@@ -10,10 +10,10 @@ register, held address: the same six: a pending registration is replaced (user
 and identity updated, its links superseded); for a verified one a throwaway user
 and identity are inserted and rolled back, so a taken address costs what a new
 one does.
-verify-email: the token's user (the per-account limit), the token's user again,
-user, identity and token locked, mark token used, mark identity verified,
-activate user, welcome outbox row, audit row; a used token stops after the locks,
-an unknown one after the reads.
+verify-email: the token's user (the per-account limit), the user (found by the
+token and locked in one statement), identity and token locked, mark token used,
+mark identity verified, activate user, welcome outbox row, audit row; a used
+token stops after the locks, an unknown one after the reads.
 resend-verification: identity lookup, outbox row, audit row, whatever the account.
 otp/request: the same three, whatever the account.
 otp/verify: identity (its user locked), the identity locked, the live code
@@ -32,7 +32,7 @@ blacklisted: the signature, then one read.
 me: the user (JWT authentication); no token: nothing.
 resend-verification, password/reset: identity lookup, outbox row, audit row,
 whatever the account.
-password/reset/confirm: the link's user (per-account limit) and again, user,
+password/reset/confirm: the link's user (per-account limit), user (by the link),
 identity and link locked, the password, the link used, the account's other links
 and codes superseded, its refresh tokens blacklisted (read, insert), the notice's
 outbox row, an audit row.
@@ -41,7 +41,8 @@ lock), links and codes superseded, refresh tokens blacklisted (read, insert),
 outbox row, audit row, and the new session's outstanding token.
 email/change: the user (JWT), the caller's earlier change links superseded, the
 new address's identity, outbox row, audit row, taken or free alike.
-email/change/confirm: the link's user twice, user, identity and link locked, the
+email/change/confirm: the link's user, user (by the link), identity and link
+locked, the
 identity and the user moved (with ``auth.User``, a read that the username is
 free), the link used, links and codes superseded, the notice's outbox row, an
 audit row.
@@ -92,9 +93,9 @@ def test_verify_email(api: Any, broker: Any, assert_queries: Any) -> None:
     broker.drain()
     token = re.search(r"token=([\w\-]+)", mail.outbox[0].body).group(1)  # type: ignore[union-attr]
 
-    with assert_queries(10):
+    with assert_queries(9):
         assert api.post(VERIFY, {"token": token}, format="json").status_code == 200
-    with assert_queries(5):
+    with assert_queries(4):
         assert api.post(VERIFY, {"token": token}, format="json").status_code == 200
     with assert_queries(2):
         assert api.post(VERIFY, {"token": "x" * 43}, format="json").status_code == 400
@@ -280,9 +281,9 @@ def test_password_reset_confirm(
     with assert_queries(2):
         bad = api.post(url, {**body, "token": "x" * 43}, format="json")
     assert bad.status_code == 400
-    with assert_queries(13):
+    with assert_queries(12):
         assert api.post(url, body, format="json").status_code == 200
-    with assert_queries(5):
+    with assert_queries(4):
         assert api.post(url, body, format="json").status_code == 400
 
 
@@ -347,7 +348,7 @@ def test_email_change_confirm(
         assert api.post(url, {"token": "x" * 43}, format="json").status_code == 400
     # auth.User's username follows the address when it is free: one more read.
     username_follows = get_user_model().USERNAME_FIELD != "email"
-    with assert_queries(12 + username_follows):
+    with assert_queries(11 + username_follows):
         assert api.post(url, {"token": token}, format="json").status_code == 200
 
 

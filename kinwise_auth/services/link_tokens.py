@@ -5,12 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from django.contrib.auth import get_user_model
+from django.db.models import Subquery
 from django.views.decorators.debug import sensitive_variables
 
 from .. import crypto
 from ..errors import InvalidToken, TokenExpired
 from ..models import EmailIdentity, LinkToken, LoginCode
-from .identities import lock_user
 
 __all__ = ["link_owner", "lock_link", "require_live", "retire_secrets"]
 
@@ -40,22 +41,31 @@ def lock_link(token: str, purpose: str) -> tuple[LinkToken, EmailIdentity] | Non
 
     Call inside ``transaction.atomic()``: the locks make N simultaneous uses of
     one link succeed once. They are taken in the one order every flow uses —
-    user, identity, link (:func:`~kinwise_auth.services.identities.lock_user`) —
+    user (as :func:`~kinwise_auth.services.identities.lock_user`), identity, link —
     and each row is read after its lock, so a request that waited reads what the
     winner left. The token is found by its keyed hash under the current and the
     fallback secret keys.
     """
-    owner = link_owner(token, purpose)
-    if owner is None:
-        return None
-    user = lock_user(owner)
-    identity = EmailIdentity.objects.select_for_update().filter(user_id=owner).first()
-    link = (
-        LinkToken.objects.select_for_update()
-        .filter(purpose=purpose, token_hash__in=crypto.candidate_hashes(token))
+    hashes = crypto.candidate_hashes(token)
+    # The link's user, found and locked in one statement.
+    owner = LinkToken.objects.filter(purpose=purpose, token_hash__in=hashes).values(
+        "user_id"
+    )[:1]
+    user = (
+        get_user_model()
+        ._default_manager.select_for_update(no_key=True)
+        .filter(pk=Subquery(owner))
         .first()
     )
-    if user is None or identity is None or link is None:
+    if user is None:
+        return None
+    identity = EmailIdentity.objects.select_for_update().filter(user=user).first()
+    link = (
+        LinkToken.objects.select_for_update()
+        .filter(purpose=purpose, token_hash__in=hashes)
+        .first()
+    )
+    if identity is None or link is None:
         return None
     link.user = user
     identity.user = user
