@@ -373,6 +373,7 @@ def _verification(row: OutboxEmail) -> EmailMultiAlternatives | None:
     context = {
         "verification_url": build_link(auth_settings.VERIFY_EMAIL_PATH, token),
         "expires_hours": _hours(lifetime),
+        "replaces_registration": bool(row.context.get("replaces_registration")),
     }
     return _render(_Email("verify_email", row.recipient, context), row.user)
 

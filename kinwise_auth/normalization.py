@@ -124,6 +124,12 @@ def _local_key(local: str) -> str:
 
 
 def _domain_key(domain: str) -> str:
+    if domain.startswith("["):
+        raise EmailRefused(str(_("Enter a valid email domain.")), "invalid_domain")
+    if domain.isascii():
+        # Already the ASCII form UTS #46 maps to, but for case: IDNA 2008's label
+        # rules would refuse hostnames mail is delivered to (``ab--cd.com``).
+        return domain.lower()
     try:
         return idna.encode(domain, uts46=True, transitional=False).decode("ascii")
     except (idna.IDNAError, UnicodeError):

@@ -166,6 +166,9 @@ _verified = inline_serializer(
                 "email": serializers.EmailField(),
                 "is_active": serializers.BooleanField(),
             },
+            required=False,
+            help_text="Absent when the link was already used: a used link shows "
+            "nobody's data.",
         ),
     },
 )

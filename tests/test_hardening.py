@@ -72,6 +72,10 @@ def test_1_a_pending_registration_is_replaced_by_the_victims(api: APIClient) -> 
     assert response.json()["email"] == VICTIM
     victims_mail = mail.outbox[-1]
     assert victims_mail.to == [VICTIM]  # the newest spelling wins
+    # A replaced registration says so, should the newest not be the owner's.
+    assert "registered again" not in mail.outbox[0].body
+    assert "registered again" in victims_mail.body
+    assert "registered again" in victims_mail.alternatives[0][0]
     for part in (victims_mail.subject, victims_mail.body):
         assert "evil.example" not in part and "555" not in part
     # Every link minted before is dead; the fresh one verifies the victim's account.
