@@ -160,3 +160,18 @@ def test_a_resolver_returning_junk_still_limits_and_stores_no_ip(api: Any) -> No
 
     assert response.status_code == 429
     assert set(AuthEvent.objects.values_list("ip", flat=True)) == {None}
+
+
+@pytest.mark.parametrize(
+    ("ip", "key"),
+    [
+        ("203.0.113.9", "203.0.113.9"),
+        # An IPv4-mapped IPv6 address is its IPv4 client, not a /64 of its own.
+        ("::ffff:203.0.113.9", "203.0.113.9"),
+        ("2001:db8:1:2:aaaa:bbbb:cccc:dddd", "2001:db8:1:2::/64"),
+        ("2001:db8:1:2::1", "2001:db8:1:2::/64"),
+        ("not-an-ip", "not-an-ip"),  # a CLIENT_IP_RESOLVER's own key, as it is
+    ],
+)
+def test_ip_key(ip: str, key: str) -> None:
+    assert ratelimit.ip_key(ip) == key
