@@ -36,13 +36,12 @@ no worker consumes, and the secrets are minted in the test.
 
 from __future__ import annotations
 
+import functools
 import http.client
 import ipaddress
 import json
 import logging
 import re
-import threading
-import time
 import urllib.error
 import urllib.request
 from collections import Counter
@@ -61,15 +60,13 @@ from kinwise_auth.models import AuthEvent, LinkToken
 from .fault_tools import post_json as post_after
 from .fault_tools import private_redis, publisher_broker
 from .test_races import (
-    BARRIER_TIMEOUT,
     HTTP_TIMEOUT,
-    JOIN_TIMEOUT,
     PASSWORD,
     _Connected,
     _parse,
-    connect,
     live_link,
     new_address,
+    together,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -161,49 +158,12 @@ def send(conn: http.client.HTTPConnection, call: Call) -> Reply:
 
 
 def race(calls: Sequence[Call]) -> list[Reply]:
-    """Send every call at once, one thread each; the answers in order.
-
-    ``test_races.race`` for calls of their own URL and headers: each thread
-    connects before the barrier (the live server's listen backlog is 10), then
-    sends its one request. Every wait is bounded; the threads only do HTTP.
-    """
-    barrier = threading.Barrier(len(calls), timeout=BARRIER_TIMEOUT)
-    replies: list[Reply | None] = [None] * len(calls)
-    errors: list[str] = []
-    lock = threading.Lock()
-
-    def client(index: int, call: Call) -> None:
-        conn: http.client.HTTPConnection | None = None
-        try:
-            conn = connect(call.url)
-            barrier.wait()
-            replies[index] = send(conn, call)
-        except BaseException as exc:  # reported below, with the thread that saw it
-            barrier.abort()
-            with lock:
-                errors.append(f"client {index}: {type(exc).__name__}: {exc}")
-        finally:
-            if conn is not None:
-                conn.close()
-
-    threads = [
-        threading.Thread(
-            target=client, args=(i, call), name=f"hardening-client-{i}", daemon=True
-        )
-        for i, call in enumerate(calls)
-    ]
-    for thread in threads:
-        thread.start()
-    deadline = time.monotonic() + JOIN_TIMEOUT
-    for thread in threads:
-        thread.join(timeout=max(0.0, deadline - time.monotonic()))
-    stuck = [thread.name for thread in threads if thread.is_alive()]
-    if stuck:
-        barrier.abort()
-        pytest.fail(f"still running after {JOIN_TIMEOUT:.0f}s: {stuck}")
-    if errors:
-        pytest.fail("a client failed: " + "; ".join(sorted(errors)))
-    return [reply for reply in replies if reply is not None]
+    """Send every call at once, one thread each (``test_races.together``); the
+    answers in order."""
+    return together(
+        [(call.url, functools.partial(send, call=call)) for call in calls],
+        name="hardening-client",
+    )
 
 
 def tally(replies: Sequence[Reply]) -> Counter[tuple[int, str]]:

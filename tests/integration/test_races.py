@@ -36,6 +36,7 @@ themselves are tested in ``tests/test_ratelimit.py``.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import http.client
 import json
 import threading
@@ -44,9 +45,9 @@ import urllib.error
 import urllib.request
 import uuid
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import pytest
@@ -72,6 +73,8 @@ from kinwise_auth.normalization import normalize_email
 from .fault_tools import private_redis, publisher_broker
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+T = TypeVar("T")
 
 CLIENTS = 20
 ROUNDS = range(10)
@@ -154,25 +157,31 @@ def post_json(
         conn.close()
 
 
-def race(url: str, payloads: Sequence[dict[str, Any]]) -> list[Answer]:
-    """POST every payload to ``url`` at once, one thread each; the answers in order.
+def together(
+    jobs: Sequence[tuple[str, Callable[[http.client.HTTPConnection], T]]],
+    name: str = "race-client",
+) -> list[T]:
+    """Run every ``(url, send)`` job at once, one thread each; the results in order.
 
-    Each thread connects, waits at the barrier, then sends its one request. The
-    threads only do HTTP (no database access of their own). Every wait is bounded:
-    a thread still running after ``JOIN_TIMEOUT`` fails the test (it is a daemon,
-    so it cannot keep the run alive either).
+    Each thread connects to its URL, waits at the barrier, then calls ``send``
+    with the open connection. The threads only do HTTP (no database access of
+    their own). Every wait is bounded: a thread still running after
+    ``JOIN_TIMEOUT`` fails the test (it is a daemon, so it cannot keep the run
+    alive either).
     """
-    barrier = threading.Barrier(len(payloads), timeout=BARRIER_TIMEOUT)
-    answers: list[Answer | None] = [None] * len(payloads)
+    barrier = threading.Barrier(len(jobs), timeout=BARRIER_TIMEOUT)
+    results: list[T | None] = [None] * len(jobs)
     errors: list[str] = []
     lock = threading.Lock()
 
-    def client(index: int, payload: dict[str, Any]) -> None:
+    def client(
+        index: int, url: str, send: Callable[[http.client.HTTPConnection], T]
+    ) -> None:
         conn: http.client.HTTPConnection | None = None
         try:
             conn = connect(url)
             barrier.wait()
-            answers[index] = post_json(conn, url, payload)
+            results[index] = send(conn)
         except BaseException as exc:  # reported below, with the thread that saw it
             barrier.abort()  # nobody waits for a thread that will not come
             with lock:
@@ -183,9 +192,9 @@ def race(url: str, payloads: Sequence[dict[str, Any]]) -> list[Answer]:
 
     threads = [
         threading.Thread(
-            target=client, args=(i, payload), name=f"race-client-{i}", daemon=True
+            target=client, args=(i, url, send), name=f"{name}-{i}", daemon=True
         )
-        for i, payload in enumerate(payloads)
+        for i, (url, send) in enumerate(jobs)
     ]
     for thread in threads:
         thread.start()
@@ -198,8 +207,15 @@ def race(url: str, payloads: Sequence[dict[str, Any]]) -> list[Answer]:
         pytest.fail(f"still running after {JOIN_TIMEOUT:.0f}s: {stuck}")
     if errors:
         pytest.fail("a client failed: " + "; ".join(sorted(errors)))
-    assert all(answer is not None for answer in answers)
-    return [answer for answer in answers if answer is not None]
+    assert all(result is not None for result in results)
+    return [result for result in results if result is not None]
+
+
+def race(url: str, payloads: Sequence[dict[str, Any]]) -> list[Answer]:
+    """POST every payload to ``url`` at once, one thread each; the answers in order."""
+    return together(
+        [(url, functools.partial(post_json, url=url, payload=p)) for p in payloads]
+    )
 
 
 def tally(answers: Sequence[Answer]) -> Counter[tuple[int, Any]]:
