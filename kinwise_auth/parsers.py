@@ -14,7 +14,10 @@ from rest_framework.parsers import JSONParser
 from .conf import auth_settings
 from .errors import RequestTooLarge
 
-__all__ = ["BoundedJSONParser"]
+__all__ = ["BoundedJSONParser", "MAX_DEPTH"]
+
+# Every body the API takes is a flat object; this leaves room and bounds the work.
+MAX_DEPTH = 32
 
 
 class BoundedJSONParser(JSONParser):
@@ -30,9 +33,28 @@ class BoundedJSONParser(JSONParser):
         if len(body) > max_size:
             raise RequestTooLarge()
         try:
-            return super().parse(io.BytesIO(body), media_type, parser_context)
+            data = super().parse(io.BytesIO(body), media_type, parser_context)
         except RecursionError:
             # 3 KB of "[[[[..." is a RecursionError in json, not a ValueError.
-            raise ParseError(
-                _("JSON parse error - the body is nested too deeply.")
-            ) from None
+            data = None
+        else:
+            if not _nested_deeper_than(data, MAX_DEPTH):
+                return data
+        # Python 3.13 parses 1 500 levels that 3.11 and 3.12 cannot: one answer
+        # for every version, and no deep structure handed to the serializers.
+        raise ParseError(_("JSON parse error - the body is nested too deeply."))
+
+
+def _nested_deeper_than(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests lists or objects more than ``limit`` deep (iterative:
+    a recursive walk would fail where the parser did)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if not isinstance(item, dict | list):
+            continue
+        if depth > limit:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((child, depth + 1) for child in children)
+    return False

@@ -80,6 +80,7 @@ def test_every_event_has_a_signal() -> None:
     assert set(EVENT_SIGNALS) == {
         "user_registered",
         "registration_for_existing_email",
+        "pending_registration_replaced",
         "verification_requested",
         "email_verified",
         "email_delivery_failed",
