@@ -20,6 +20,8 @@ __all__ = [
     "check_login_code_length",
     "check_hooks",
     "check_blacklist_app",
+    "check_celery_app",
+    "check_authentication_backend",
 ]
 
 # Caches each process keeps to itself: a limit there is per process, not global.
@@ -192,5 +194,53 @@ def check_blacklist_app(**kwargs: Any) -> list[CheckMessage]:
             hint="Without it, logout and password changes cannot revoke refresh "
             "tokens. Add it to INSTALLED_APPS.",
             id="kinwise_auth.W001",
+        )
+    ]
+
+
+def _is_celerys_fallback_app(app: Any) -> bool:
+    """Celery's own ``default`` app, made when no app of the project was created:
+    it publishes to ``amqp://localhost``, to a broker and queue nobody reads."""
+    return getattr(app, "main", None) == "default" and not getattr(app, "fixups", True)
+
+
+@register
+def check_celery_app(**kwargs: Any) -> list[CheckMessage]:
+    from .tasks import deliver
+
+    if not _is_celerys_fallback_app(deliver.app):
+        return []
+    return [
+        Error(
+            "kinwise_auth's tasks would be published through Celery's default app "
+            "(broker amqp://localhost), not your project's: its Celery app is never "
+            "imported when Django starts.",
+            hint="Import it in your project package's __init__.py: "
+            "'from .celery import app as celery_app' (see the quickstart). Until "
+            "then every email waits for the re-drive, or is never sent.",
+            id="kinwise_auth.E010",
+        )
+    ]
+
+
+@register(Tags.security)
+def check_authentication_backend(**kwargs: Any) -> list[CheckMessage]:
+    from .backends import EmailBackend
+
+    for path in settings.AUTHENTICATION_BACKENDS:
+        try:
+            backend = import_string(path)
+        except ImportError:
+            continue  # Django reports it when it authenticates
+        if isinstance(backend, type) and issubclass(backend, EmailBackend):
+            return []
+    return [
+        Error(
+            "kinwise_auth.backends.EmailBackend is not in AUTHENTICATION_BACKENDS: "
+            "login/ answers invalid_credentials to the right password.",
+            hint="Add 'kinwise_auth.backends.EmailBackend' to "
+            "AUTHENTICATION_BACKENDS (before ModelBackend, which the admin's "
+            "sign-in by username may keep).",
+            id="kinwise_auth.E011",
         )
     ]

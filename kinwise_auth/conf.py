@@ -22,7 +22,9 @@ DEFAULTS: dict[str, Any] = {
     "VERIFY_EMAIL_PATH": "/verify-email?token={token}",
     "PASSWORD_RESET_PATH": "/reset-password?token={token}",
     "EMAIL_CHANGE_PATH": "/confirm-email-change?token={token}",
-    "SITE_NAME": "KinWise",
+    # None: the current Site's name (django.contrib.sites with SITE_ID), else
+    # FRONTEND_URL's host.
+    "SITE_NAME": None,
     "EMAIL_FROM": None,  # None: settings.DEFAULT_FROM_EMAIL
     "EMAIL_VERIFICATION_LIFETIME": timedelta(hours=24),
     "PASSWORD_RESET_LIFETIME": timedelta(hours=1),

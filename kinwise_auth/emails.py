@@ -21,7 +21,9 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import partial
 from typing import Any
+from urllib.parse import urlsplit
 
+from django.apps import apps
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.db import transaction
@@ -45,6 +47,7 @@ __all__ = [
     "requeue",
     "requeue_unsent",
     "build_link",
+    "site_name",
 ]
 
 logger = logging.getLogger(__name__)
@@ -289,6 +292,23 @@ class _Email:
     context: dict[str, Any] = field(default_factory=dict)
 
 
+def site_name() -> str:
+    """``SITE_NAME``; unset, the current Site's name where the sites framework is
+    installed and ``SITE_ID`` set, else ``FRONTEND_URL``'s host: an adopter's
+    emails never carry another product's name."""
+    configured = auth_settings.SITE_NAME
+    if configured:
+        return str(configured)
+    if apps.is_installed("django.contrib.sites") and getattr(settings, "SITE_ID", None):
+        from django.contrib.sites.models import Site
+
+        try:
+            return str(Site.objects.get_current().name)
+        except Site.DoesNotExist:
+            pass
+    return urlsplit(str(auth_settings.FRONTEND_URL or "")).hostname or ""
+
+
 def build_link(path_template: str, token: str) -> str:
     """``FRONTEND_URL`` + the configured path, never the request's Host header."""
     base = str(auth_settings.FRONTEND_URL).rstrip("/")
@@ -298,7 +318,7 @@ def build_link(path_template: str, token: str) -> str:
 @sensitive_variables()
 def _render(email: _Email, user: Any | None) -> EmailMultiAlternatives:
     context = {
-        "site_name": auth_settings.SITE_NAME,
+        "site_name": site_name(),
         "frontend_url": auth_settings.FRONTEND_URL,
         "user": user,
         "email": email.recipient,

@@ -21,6 +21,9 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
+    # Installed without SITE_ID: SITE_NAME's default then falls back to the
+    # frontend's host; tests/test_emails.py sets SITE_ID to use the Site's name.
+    "django.contrib.sites",
     "rest_framework",
     "rest_framework_simplejwt.token_blacklist",
     "kinwise_auth",

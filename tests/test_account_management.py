@@ -84,7 +84,7 @@ def test_reset_link_sets_the_password_once(api: Any, alice: Any) -> None:
     assert response.status_code == 200
     (message,) = mail.outbox
     assert message.to == ["alice@example.com"]
-    assert message.subject == "Reset your KinWise password"
+    assert message.subject == "Reset your app.example.com password"
     token = reset_token()
 
     first = confirm_reset(api, token)
@@ -96,7 +96,7 @@ def test_reset_link_sets_the_password_once(api: Any, alice: Any) -> None:
     assert sign_in(api, password=NEW_PASSWORD).status_code == 200
     assert sign_in(api, password=PASSWORD).status_code == 400
     notice = mail.outbox[-1]
-    assert notice.subject == "Your KinWise password was changed"
+    assert notice.subject == "Your app.example.com password was changed"
 
 
 def test_an_old_reset_link_dies_when_a_newer_one_is_sent(api: Any, alice: Any) -> None:
@@ -166,7 +166,7 @@ def test_a_reset_proves_the_mailbox_of_a_pending_account(
     user.refresh_from_db()
     assert user.is_active
     assert EmailIdentity.objects.get(user=user).verified_at is not None
-    assert {m.subject for m in mail.outbox} >= {"Welcome to KinWise!"}
+    assert {m.subject for m in mail.outbox} >= {"Welcome to app.example.com!"}
 
 
 def test_a_deactivated_account_gets_no_link_and_a_link_dies_with_it(
@@ -266,7 +266,7 @@ def test_change_keeps_this_session_and_revokes_the_others(
     )
     assert bearer(body["access"]).get("/api/v1/auth/me/").status_code == 200
     assert sign_in(api, password=NEW_PASSWORD).status_code == 200
-    assert mail.outbox[-1].subject == "Your KinWise password was changed"
+    assert mail.outbox[-1].subject == "Your app.example.com password was changed"
     assert "signed out of your other sessions" in mail.outbox[-1].body
     assert AuthEvent.objects.filter(event_type="password_changed").count() == 1
 
@@ -357,7 +357,7 @@ def test_a_taken_address_answers_as_a_free_one(
     to_bob, to_carol = mail.outbox
     assert to_bob.to == ["bob@example.com"]
     assert "token=" not in to_bob.body  # the holder is told, nobody gets a link
-    assert "tried to move another KinWise account" in to_bob.body
+    assert "tried to move another app.example.com account" in to_bob.body
     assert to_carol.to == ["carol@example.com"]
 
 
@@ -432,7 +432,7 @@ def test_deletion_removes_the_user_and_keeps_the_audit_trail(
     )
     assert events.count() == 2
     assert all(event.user_id is None for event in events)
-    assert mail.outbox[-1].subject == "Your KinWise account was deleted"
+    assert mail.outbox[-1].subject == "Your app.example.com account was deleted"
     assert mail.outbox[-1].to == ["alice@example.com"]
     assert (
         api.post(REFRESH, {"refresh": session["refresh"]}, format="json").status_code

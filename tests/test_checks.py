@@ -152,3 +152,40 @@ def test_the_longest_code_allowed_can_be_entered(api: Any, make_user: Any) -> No
     assert too_long.status_code == 400
     assert list(too_long.json()) == ["code"]  # a field error, not a code check
     assert accepted.json()["code"] == "invalid_code"
+
+
+def test_e010_the_tasks_publish_through_celerys_fallback_app() -> None:
+    from celery import Celery
+
+    from . import celery_app
+
+    fallback = Celery("default", fixups=[], set_as_current=False)
+    fallback.set_current()
+    try:
+        found = ids(KINWISE_AUTH=FRONTEND, CACHES=REDIS)
+    finally:
+        celery_app.app.set_current()
+
+    assert "kinwise_auth.E010" in found
+    assert "kinwise_auth.E010" not in ids(KINWISE_AUTH=FRONTEND, CACHES=REDIS)
+
+
+@pytest.mark.parametrize(
+    ("backends", "expected"),
+    [
+        (["django.contrib.auth.backends.ModelBackend"], True),
+        ([], True),
+        (["tests.checks_support.EmailBackendOfTheHost"], False),
+        (
+            [
+                "django.contrib.auth.backends.ModelBackend",
+                "kinwise_auth.backends.EmailBackend",
+            ],
+            False,
+        ),
+    ],
+)
+def test_e011_the_email_backend_is_missing(backends: list[str], expected: bool) -> None:
+    found = ids(KINWISE_AUTH=FRONTEND, CACHES=REDIS, AUTHENTICATION_BACKENDS=backends)
+
+    assert ("kinwise_auth.E011" in found) is expected

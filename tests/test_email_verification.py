@@ -55,7 +55,7 @@ def test_post_verifies_activates_and_welcomes(api: Any, registered: str) -> None
     assert identity().user.is_active
     assert identity().verified_at is not None
     (welcome,) = mail.outbox
-    assert welcome.subject == "Welcome to KinWise!"
+    assert welcome.subject == "Welcome to app.example.com!"
     assert welcome.to == ["new@example.com"]
     assert received and received[0]["user"] == identity().user
     assert AuthEvent.objects.filter(event_type="email_verified").count() == 1

@@ -310,3 +310,29 @@ def test_retry_delays_grow_and_never_drop_to_zero(
     assert len(countdowns) == 4
     for step, countdown in zip([10, 20, 40, 80], countdowns, strict=True):
         assert step / 2 <= countdown <= step
+
+
+@pytest.mark.django_db
+def test_site_name_defaults_to_the_frontends_host(settings: Any) -> None:
+    from kinwise_auth.emails import site_name
+
+    settings.KINWISE_AUTH = {"FRONTEND_URL": "https://shop.acme.example:8443/app"}
+
+    assert site_name() == "shop.acme.example"
+
+
+@pytest.mark.django_db
+def test_site_name_is_the_current_sites_where_the_framework_is_set_up(
+    settings: Any,
+) -> None:
+    from django.contrib.sites.models import Site
+
+    from kinwise_auth.emails import site_name
+
+    settings.KINWISE_AUTH = {"FRONTEND_URL": "https://shop.acme.example"}
+    settings.SITE_ID = Site.objects.create(domain="acme.example", name="Acme Shop").pk
+    Site.objects.clear_cache()
+
+    assert site_name() == "Acme Shop"
+    settings.KINWISE_AUTH = {**settings.KINWISE_AUTH, "SITE_NAME": "Acme"}
+    assert site_name() == "Acme"

@@ -45,7 +45,7 @@ def test_request_sends_a_six_digit_code(api: Any, make_user: Any) -> None:
     }
     (message,) = mail.outbox
     assert message.to == ["alice@example.com"]
-    assert message.subject == "Your KinWise login code"
+    assert message.subject == "Your app.example.com login code"
     assert "expire in 10 minutes" in message.body
     assert "didn't request this code" in message.body
     code = last_code()

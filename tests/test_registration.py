@@ -89,7 +89,7 @@ def test_success_body_and_verification_email(api: Any) -> None:
     }
     (message,) = mail.outbox
     assert message.to == ["new@example.com"]
-    assert message.subject == "Verify your KinWise account"
+    assert message.subject == "Verify your app.example.com account"
     assert "https://app.example.com/verify-email?token=" in message.body
     (html, mimetype) = message.alternatives[0]
     assert mimetype == "text/html"

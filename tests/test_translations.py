@@ -113,6 +113,6 @@ def test_delivery_renders_in_the_language_active_when_it_runs(
         assert emails.deliver(row.pk) == "sent"
 
     (message,) = mail.outbox
-    assert message.subject == "Le mot de passe KinWise a été changé"
+    assert message.subject == "Le mot de passe app.example.com a été changé"
     assert message.body.startswith("Bonjour ada@example.com,\n")
     assert "<p>Bonjour ada@example.com,</p>" in str(message.alternatives[0][0])

@@ -197,6 +197,7 @@ FRONTEND_URL: str = env.str("FRONTEND_URL", default="http://localhost:8000")
 
 KINWISE_AUTH = {
     "FRONTEND_URL": FRONTEND_URL,
+    "SITE_NAME": env("SITE_NAME", default="KinWise demo"),
     # The admin's sign-in (config/admin_login.py): every POST counts, per client IP
     # and per username or email typed, in the shared cache below.
     "RATE_LIMITS": {"admin_login": {"ip": "10/m", "email": "5/10m"}},

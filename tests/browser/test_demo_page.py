@@ -238,7 +238,7 @@ def test_the_whole_journey_in_the_browser(
         password_confirm=PASSWORD,
     )
     assert "→ 201" in answer and ALICE in answer, answer
-    mail = wait_for_mail(page, ALICE, "Verify your KinWise account")
+    mail = wait_for_mail(page, ALICE, "Verify your KinWise demo account")
     shot(page, "02-verification-email")
     mail.locator("a").first.click()
     page.wait_for_url(re.compile(r"/verify-email\?token="))
@@ -252,7 +252,7 @@ def test_the_whole_journey_in_the_browser(
     # Sign in with an emailed code.
     answer = submit(page, "otp-request-form", "Email me a code", email=ALICE)
     assert "→ 200" in answer and '"expires_in": 600' in answer, answer
-    mail = wait_for_mail(page, ALICE, "Your KinWise login code")
+    mail = wait_for_mail(page, ALICE, "Your KinWise demo login code")
     code = re.search(r"^\s+(\d{6})\s*$", mail.locator(".text").inner_text(), re.M)
     assert code, mail.inner_text()
     wrong = "000000" if code.group(1) != "000000" else "111111"
@@ -283,7 +283,7 @@ def test_the_whole_journey_in_the_browser(
     # Reset the password from its emailed link, then sign in with the new one.
     answer = submit(page, "password-reset-form", "Email me a reset link", email=ALICE)
     assert "→ 200" in answer, answer
-    mail = wait_for_mail(page, ALICE, "Reset your KinWise password")
+    mail = wait_for_mail(page, ALICE, "Reset your KinWise demo password")
     mail.locator("a").first.click()
     page.wait_for_url(re.compile(r"/reset-password\?token="))
     answer = submit(
@@ -308,20 +308,20 @@ def test_the_whole_journey_in_the_browser(
         password=NEW_PASSWORD,
     )
     assert "→ 200" in answer, answer
-    mail = wait_for_mail(page, BOB, "Confirm your new KinWise email address")
+    mail = wait_for_mail(page, BOB, "Confirm your new KinWise demo email address")
     mail.locator("a").first.click()
     page.wait_for_url(re.compile(r"/confirm-email-change\?token="))
     link_done(page)
     assert title.inner_text() == "Email changed."
     assert f'"email": "{BOB}"' in last_answer(page)
-    wait_for_mail(page, ALICE, "Your KinWise email address was changed")
+    wait_for_mail(page, ALICE, "Your KinWise demo email address was changed")
     shot(page, "07-email-changed")
 
     # The full mailbox page: newest first, text and HTML parts.
     page.goto(f"{base}/dev/mailbox/")
     subjects = page.locator("article.email .subject").all_inner_texts()
-    assert subjects[0] == "Your KinWise email address was changed", subjects
-    assert subjects[-1] == "Verify your KinWise account", subjects
+    assert subjects[0] == "Your KinWise demo email address was changed", subjects
+    assert subjects[-1] == "Verify your KinWise demo account", subjects
     assert page.locator("article.email iframe").count() == len(subjects)
     shot(page, "08-mailbox")
 

@@ -54,10 +54,10 @@ DELIVERY_TIMEOUT = 30.0
 Kind = OutboxEmail.Kind
 Status = OutboxEmail.Status
 SUBJECTS: dict[str, str] = {
-    Kind.VERIFY_EMAIL: "Verify your KinWise account",
-    Kind.LOGIN_CODE: "Your KinWise login code",
-    Kind.PASSWORD_RESET: "Reset your KinWise password",
-    Kind.GOODBYE: "Your KinWise account was deleted",
+    Kind.VERIFY_EMAIL: "Verify your app.example.com account",
+    Kind.LOGIN_CODE: "Your app.example.com login code",
+    Kind.PASSWORD_RESET: "Reset your app.example.com password",
+    Kind.GOODBYE: "Your app.example.com account was deleted",
 }
 NOT_PUBLISHED = "could not publish outbox email"
 

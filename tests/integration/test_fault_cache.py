@@ -32,7 +32,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 PASSWORD = "correct-Horse-battery-9"
 ANSWER_BOUND = 2.0  # seconds; the cache client gives up after 0.5 s per operation
-CODE_SUBJECT = "Your KinWise login code"
+CODE_SUBJECT = "Your app.example.com login code"
 FAIL_OPEN_LOG = "rate-limit cache failed"
 
 

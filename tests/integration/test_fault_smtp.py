@@ -47,7 +47,7 @@ from .smtp_faults import (
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 PASSWORD = "correct-Horse-battery-9"
-VERIFY_SUBJECT = "Verify your KinWise account"
+VERIFY_SUBJECT = "Verify your app.example.com account"
 LINK = re.compile(r"https://app\.example\.com/verify-email\?token=([A-Za-z0-9_-]+)")
 REQUEST_BOUND = 1.0  # seconds: DESIGN.md's wide margin (SMTP takes 2 s)
 EMAIL_TIMEOUT = 20.0

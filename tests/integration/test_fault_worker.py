@@ -43,7 +43,7 @@ from .smtp_faults import (
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
-CODE_SUBJECT = "Your KinWise login code"
+CODE_SUBJECT = "Your app.example.com login code"
 # login_code.txt puts the code alone on an indented line (lines end in CRLF here).
 CODE_LINE = re.compile(r"^[ \t]+([0-9]{6})[ \t]*\r?$", re.MULTILINE)
 RECEIVED = re.compile(r"Task kinwise_auth\.tasks\.deliver\[([0-9a-f-]{36})\] received")

@@ -45,8 +45,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672//"
 PASSWORD = "correct-Horse-battery-9"
 PUBLISH_BOUND = 2.0
-VERIFY_SUBJECT = "Verify your KinWise account"
-WELCOME_SUBJECT = "Welcome to KinWise!"
+VERIFY_SUBJECT = "Verify your app.example.com account"
+WELCOME_SUBJECT = "Welcome to app.example.com!"
 LINK = re.compile(r"https://app\.example\.com/verify-email\?token=([A-Za-z0-9_-]+)")
 
 

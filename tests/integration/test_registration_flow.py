@@ -32,8 +32,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 PASSWORD = "correct-Horse-battery-9"
 HTTP_TIMEOUT = 10.0
-VERIFY_SUBJECT = "Verify your KinWise account"
-WELCOME_SUBJECT = "Welcome to KinWise!"
+VERIFY_SUBJECT = "Verify your app.example.com account"
+WELCOME_SUBJECT = "Welcome to app.example.com!"
 LINK = re.compile(r"https://app\.example\.com/verify-email\?token=([A-Za-z0-9_-]+)")
 DELIVER_TASK = "kinwise_auth.tasks.deliver"
 

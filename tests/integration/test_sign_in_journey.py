@@ -51,9 +51,9 @@ PASSWORD = "correct-Horse-battery-9"
 HTTP_TIMEOUT = 10.0
 IDLE_TIMEOUT = 20.0  # seconds for the worker to finish every queued email
 REDIS_TIMEOUT = 5.0
-VERIFY_SUBJECT = "Verify your KinWise account"
-WELCOME_SUBJECT = "Welcome to KinWise!"
-CODE_SUBJECT = "Your KinWise login code"
+VERIFY_SUBJECT = "Verify your app.example.com account"
+WELCOME_SUBJECT = "Welcome to app.example.com!"
+CODE_SUBJECT = "Your app.example.com login code"
 LINK = re.compile(r"https://app\.example\.com/verify-email\?token=([A-Za-z0-9_-]+)")
 # login_code.txt puts the code alone on an indented line (lines end in CRLF here).
 CODE_LINE = re.compile(r"^[ \t]+([0-9]{6})[ \t]*\r?$", re.MULTILINE)
