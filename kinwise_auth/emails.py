@@ -30,6 +30,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.template.loader import render_to_string
 from django.utils import timezone
+from django.utils.translation import ngettext
 from django.views.decorators.debug import sensitive_variables
 
 from . import crypto
@@ -48,6 +49,7 @@ __all__ = [
     "requeue_unsent",
     "build_link",
     "site_name",
+    "lifetime_phrase",
 ]
 
 logger = logging.getLogger(__name__)
@@ -382,6 +384,18 @@ def _hours(lifetime: timedelta) -> float:
     return round(lifetime.total_seconds() / 3600, 1)
 
 
+def lifetime_phrase(lifetime: timedelta) -> str:
+    """``lifetime`` as the emails say it, with real plurals: "1 hour",
+    "24 hours", "90 minutes", "10 minutes" (whole hours as hours)."""
+    minutes = max(1, round(lifetime.total_seconds() / 60))
+    if minutes % 60 == 0:
+        hours = minutes // 60
+        return ngettext("%(count)d hour", "%(count)d hours", hours) % {"count": hours}
+    return ngettext("%(count)d minute", "%(count)d minutes", minutes) % {
+        "count": minutes
+    }
+
+
 def _verification(row: OutboxEmail) -> EmailMultiAlternatives | None:
     if row.user is None:
         return None
@@ -393,6 +407,7 @@ def _verification(row: OutboxEmail) -> EmailMultiAlternatives | None:
     context = {
         "verification_url": build_link(auth_settings.VERIFY_EMAIL_PATH, token),
         "expires_hours": _hours(lifetime),
+        "expires_in": lifetime_phrase(lifetime),
         "replaces_registration": bool(row.context.get("replaces_registration")),
     }
     return _render(_Email("verify_email", row.recipient, context), row.user)
@@ -429,6 +444,7 @@ def _login_code(row: OutboxEmail) -> EmailMultiAlternatives | None:
     context = {
         "code": code,
         "expires_minutes": round(lifetime.total_seconds() / 60),
+        "expires_in": lifetime_phrase(lifetime),
     }
     return _render(_Email("login_code", row.recipient, context), user)
 
@@ -446,6 +462,7 @@ def _password_reset(row: OutboxEmail) -> EmailMultiAlternatives | None:
     context = {
         "reset_url": build_link(auth_settings.PASSWORD_RESET_PATH, token),
         "expires_hours": _hours(lifetime),
+        "expires_in": lifetime_phrase(lifetime),
     }
     return _render(_Email("password_reset", row.recipient, context), user)
 
@@ -464,6 +481,7 @@ def _email_change(row: OutboxEmail) -> EmailMultiAlternatives | None:
         "confirm_url": build_link(auth_settings.EMAIL_CHANGE_PATH, token),
         "new_email": new_email,
         "expires_hours": _hours(lifetime),
+        "expires_in": lifetime_phrase(lifetime),
     }
     return _render(_Email("email_change", row.recipient, context), user)
 
