@@ -15,6 +15,7 @@ from django.utils.translation import ngettext
 
 from . import emails
 from .models import AuthEvent, EmailIdentity, LinkToken, LoginCode, OutboxEmail
+from .services.sign_in_failures import unlock
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -27,10 +28,29 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 @admin.register(EmailIdentity)
 class EmailIdentityAdmin(ReadOnlyAdmin):
-    list_display = ["email", "user", "verified_at", "created_at"]
+    list_display = ["email", "user", "verified_at", "created_at", "failed_sign_ins"]
     list_filter = [("verified_at", admin.EmptyFieldListFilter)]
     search_fields = ["email_normalized"]
     list_select_related = ["user"]
+    actions = ["unlock"]
+
+    @admin.action(description=_("Clear the rate limits of the selected accounts"))
+    def unlock(self, request: HttpRequest, queryset: QuerySet[EmailIdentity]) -> None:
+        """Fresh budgets for a locked-out user: their address's and account's
+        rate-limit counters, and the day's failed sign-ins (kinwise_auth_unlock)."""
+        for email in queryset.values_list("email", flat=True):
+            unlock(email=email)
+        count = queryset.count()
+        self.message_user(
+            request,
+            ngettext(
+                "Rate limits cleared for %(count)d account.",
+                "Rate limits cleared for %(count)d accounts.",
+                count,
+            )
+            % {"count": count},
+            messages.SUCCESS,
+        )
 
 
 @admin.register(LinkToken)

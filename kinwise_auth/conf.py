@@ -51,7 +51,11 @@ DEFAULTS: dict[str, Any] = {
     # login/, failures only); "account" keys the signed-in user, the refresh
     # token's user, or the user an emailed link was minted for.
     "RATE_LIMITS": {
+        # The plan's 3 an hour count registrations (well-formed requests); every
+        # request, refused forms included, spends the looser register_request
+        # budget, taken before the body is parsed.
         "register": {"ip": "3/h", "email": "3/h"},
+        "register_request": {"ip": "20/h"},
         "verify_email": {"ip": "30/m", "account": "10/10m"},
         "resend_verification": {"ip": "3/10m", "email": "3/10m"},
         "otp_request": {"ip": "3/10m", "email": "3/10m"},

@@ -32,6 +32,7 @@ __all__ = [
     "limit_ip",
     "limit_email",
     "limit_account",
+    "clear",
 ]
 
 logger = logging.getLogger(__name__)
@@ -144,6 +145,44 @@ def forgive(request: HttpRequest, scope: str, kind: str, value: str) -> None:
     if rate:
         group = f"kinwise_auth.{scope}.{kind}.forgiven"
         _usage(request, group, value, rate, increment=True)
+
+
+def clear(
+    *, ip: str | None = None, email: str | None = None, user_id: Any = None
+) -> int:
+    """Delete the counters of ``ip``, ``email`` and ``user_id`` in every scope's
+    current window; return how many existed.
+
+    For an operator whose user is locked out (429 until the window ends). The
+    counters' keys are django-ratelimit's, which hold the window and the rate:
+    they are rebuilt here for each configured scope and kind, including the
+    failures a sign-in gave back (:func:`forgive`).
+    """
+    from django.conf import settings
+    from django.core.cache import caches
+    from django_ratelimit.core import ALL, _get_window, _make_cache_key, _split_rate
+
+    values = {
+        "ip": ip_key(ip) if ip else None,
+        "email": email_key(email) if email else None,
+        "account": f"user:{user_id}" if user_id is not None else None,
+    }
+    keys = []
+    for scope, rates in auth_settings.RATE_LIMITS.items():
+        for kind, value in values.items():
+            rate = (rates or {}).get(kind)
+            if not rate or value is None:
+                continue
+            window = _get_window(value, _split_rate(rate)[1])
+            for group in (
+                f"kinwise_auth.{scope}.{kind}",
+                f"kinwise_auth.{scope}.{kind}.forgiven",
+            ):
+                keys.append(_make_cache_key(group, window, rate, value, ALL))
+    cache = caches[getattr(settings, "RATELIMIT_USE_CACHE", "default")]
+    found = len(cache.get_many(keys))
+    cache.delete_many(keys)
+    return found
 
 
 def ip_key(ip: str) -> str:

@@ -76,6 +76,9 @@ class AuthAPIView(APIView):
     metadata_class = SimpleMetadata
     versioning_class = None
     scope: ClassVar[str]
+    #: The scope whose per-IP rate every request spends before its body is parsed;
+    #: when set, ``scope``'s own per-IP rate counts only well-formed requests.
+    request_scope: ClassVar[str | None] = None
     serializer_class: ClassVar[type[serializers.Serializer[Any]]]
 
     @classmethod
@@ -88,7 +91,7 @@ class AuthAPIView(APIView):
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         # Per IP first: before the body is parsed and a token authenticated, so
         # a flood of hostile bodies or bad tokens is limited like any request.
-        ratelimit.limit_ip(request, self.scope)
+        ratelimit.limit_ip(request, self.request_scope or self.scope)
         super().initial(request, *args, **kwargs)
         try:
             length = int(request.META.get("CONTENT_LENGTH") or 0)
@@ -112,10 +115,13 @@ class AuthAPIView(APIView):
 
     @sensitive_variables()
     def validated(self, request: Request, data: Any) -> dict[str, Any]:
-        """Validation, then the email limit when there is an email."""
+        """Validation, then the scope's per-IP limit if ``request_scope`` took the
+        one before parsing, then the email limit when there is an email."""
         serializer = self.serializer_class(data=data)
         serializer.is_valid(raise_exception=True)
         values: dict[str, Any] = dict(serializer.validated_data)
+        if self.request_scope:
+            ratelimit.limit_ip(request, self.scope)
         if self.email_field and self.email_field in values:
             ratelimit.limit_email(request, self.scope, values[self.email_field])
         return values
@@ -166,7 +172,11 @@ def password_rejected(exc: PasswordRejected) -> serializers.ValidationError:
 
 
 class RegisterView(AuthAPIView):
+    """The plan's per-IP budget counts registrations, not refused forms: a
+    newcomer who mistypes a password twice is not locked out for an hour."""
+
     scope = "register"
+    request_scope = "register_request"
     serializer_class = RegisterSerializer
 
     @sensitive_variables()

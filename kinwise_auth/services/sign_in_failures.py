@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from .. import emails
+from .. import emails, ratelimit
 from ..conf import auth_settings
 from ..models import EmailIdentity, OutboxEmail
 from .identities import find_identity
 
-__all__ = ["lock_identity", "codes_exhausted", "record_failure"]
+__all__ = ["lock_identity", "codes_exhausted", "record_failure", "unlock"]
 
 DAY = timedelta(days=1)
 
@@ -70,3 +70,21 @@ def record_failure(identity: EmailIdentity, *, method: str, now: datetime) -> No
             context={"failures": identity.failed_sign_ins},
         )
     identity.save(update_fields=fields)
+
+
+def unlock(*, email: str | None = None, ip: str | None = None) -> int:
+    """Give ``email`` (and its account) and ``ip`` fresh budgets now.
+
+    For an operator whose user is locked out: clears their rate-limit counters in
+    every scope and the account's day of failed sign-ins (the code-check cap).
+    Returns how many rate-limit counters existed.
+    """
+    user_id = None
+    if email:
+        identity = find_identity(email)
+        if identity is not None:
+            user_id = identity.user_id
+            EmailIdentity.objects.filter(pk=identity.pk).update(
+                failures_since=None, failed_sign_ins=0, failed_codes=0
+            )
+    return ratelimit.clear(ip=ip, email=email, user_id=user_id)
