@@ -27,7 +27,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -51,7 +50,7 @@ from kinwise_auth.models import OutboxEmail
 from tests.celery_app import app as celery_app
 
 from .conftest import ReceivedEmail
-from .fault_tools import RedisServer, free_port, worker_command
+from .fault_tools import RedisServer, free_port, run_command, worker_command
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 _fault_broker: RedisServer | None = None
@@ -582,23 +581,9 @@ def fault_workers(log_dir: Path) -> Iterator[FaultWorkers]:
 
 
 def run_redrive(env: dict[str, str]) -> str:
-    """``python -m django kinwise_auth_redrive`` in a subprocess; its output."""
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "django",
-            "kinwise_auth_redrive",
-            "--settings",
-            env["DJANGO_SETTINGS_MODULE"],
-        ],
-        cwd=REPO_ROOT,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        timeout=COMMAND_TIMEOUT,
-        check=False,
-    )
-    output = (result.stdout + result.stderr).decode("utf-8", errors="replace")
-    assert result.returncode == 0, f"kinwise_auth_redrive failed:\n{output}"
-    return output.strip()
+    """The ``kinwise_auth_redrive`` management command, in a subprocess that loads
+    the tests' Celery app as a project's ``__init__.py`` would (without it the
+    command publishes through Celery's fallback app: system check E010); its
+    output."""
+    result = run_command(env, "kinwise_auth_redrive")
+    return (result.stdout + result.stderr).strip()
