@@ -9,12 +9,19 @@ real API; the worker's emails land in the dev mailbox, whose panel on the page s
 them with working links. Nothing is mocked. Screenshots of each step are saved
 under ``artifacts/screenshots/`` (see the README).
 
+Besides the journey, what a newcomer meets when something goes wrong: each form
+shows its own answer right under it (a field error by field, an error's detail and
+code), a used or replaced link says so and offers the next step (a new verification
+or reset link, requested from the page), and a rate-limited form says how long to
+wait, from the ``Retry-After`` header.
+
 Debian's Chromium (``/usr/bin/chromium``) drives it through Playwright; under
 ``CI=true`` a missing browser fails the run, elsewhere the test skips.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import signal
@@ -43,8 +50,13 @@ START_TIMEOUT = 600.0
 MAIL_TIMEOUT = 30.0
 PASSWORD = "correct-Horse-battery-9"
 NEW_PASSWORD = "another-Staple-lamp-42"
+THIRD_PASSWORD = "third-Kettle-violin-7"
 ALICE = "alice@example.com"
 BOB = "bob@example.com"
+CAROL = "carol@example.com"
+VERIFY_SUBJECT = "Verify your KinWise demo account"
+# Registrations tried before a 429 must have come (the per-IP budgets are 3 and 20/h).
+MAX_REGISTRATIONS = 20
 
 
 pytestmark = pytest.mark.browser
@@ -166,19 +178,20 @@ def shot(page: Page, name: str) -> None:
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
 
-def wait_for_mail(page: Page, to: str, subject: str) -> Locator:
-    """Click "Check mail" (filtered to ``to``) until ``subject`` shows; its item."""
+def wait_for_mail(page: Page, to: str, subject: str, count: int = 1) -> Locator:
+    """Click "Check mail" (filtered to ``to``) until ``count`` emails titled
+    ``subject`` show; the newest one's item."""
     mailbox = page.locator("#mailbox")
     mailbox.locator('input[name="to"]').fill(to)
-    item = mailbox.locator(".email", has_text=subject).first
+    items = mailbox.locator(".email", has_text=subject)
     deadline = time.monotonic() + MAIL_TIMEOUT
     while time.monotonic() < deadline:
         mailbox.get_by_role("button", name="Check mail").click()
         page.wait_for_timeout(300)
-        if item.count():
-            return item
+        if items.count() >= count:
+            return items.first
         time.sleep(0.5)
-    pytest.fail(f"no email {subject!r} for {to} within {MAIL_TIMEOUT:.0f}s")
+    pytest.fail(f"not {count} email(s) {subject!r} for {to} within {MAIL_TIMEOUT:.0f}s")
 
 
 def last_answer(page: Page) -> str:
@@ -208,6 +221,46 @@ def click(page: Page, button: str) -> str:
     return last_answer(page)
 
 
+def beside(page: Page, form: str) -> str:
+    """The answer shown right under ``form`` (the link section's, for "link")."""
+    return page.locator(f"#{form}-answer").inner_text()
+
+
+def field_error(page: Page, form: str, field: str) -> str:
+    """The messages listed under ``form`` for ``field``; its input is marked invalid."""
+    item = page.locator(f'#{form}-answer li[data-field="{field}"]')
+    assert item.count() == 1, beside(page, form)
+    invalid = page.locator(f'#{form} input[name="{field}"]')
+    assert invalid.get_attribute("aria-invalid") == "true"
+    assert invalid.get_attribute("aria-describedby") == f"{form}-answer"
+    return item.inner_text()
+
+
+def assert_wait_shown(page: Page, form: str) -> None:
+    """The page turned the 429's Retry-After into a wait in words, beside ``form``."""
+    log_line = page.locator("#log .answer .status").first.inner_text()
+    retry_after = re.search(r"→ 429 \(Retry-After: (\d+)\)", log_line)
+    assert retry_after, log_line
+    seconds = int(retry_after.group(1))
+    wait = page.locator(f"#{form}-answer .wait").inner_text()
+    shown = re.fullmatch(
+        r"Too many attempts: try again in "
+        r"(?:(\d+) hours?)? ?(?:(\d+) minutes?)?(?:(\d+) seconds?)?\.",
+        wait,
+    )
+    assert shown and any(shown.groups()), wait
+    hours, minutes, secs = (int(part or 0) for part in shown.groups())
+    # Counted down since the answer came, by a few seconds at most.
+    if shown.group(3):
+        assert seconds - 10 <= secs <= seconds, (wait, seconds)
+    else:
+        total = hours * 60 + minutes
+        assert math.ceil((seconds - 10) / 60) <= total <= math.ceil(seconds / 60), (
+            wait,
+            seconds,
+        )
+
+
 def link_done(page: Page) -> None:
     """Until the page has acted on the token of the link it was opened from."""
     page.wait_for_function(
@@ -228,6 +281,22 @@ def test_the_whole_journey_in_the_browser(
     page.goto(f"{base}/")
     shot(page, "01-demo-page")
 
+    # A refused registration: the field's message right under the register form.
+    answer = submit(
+        page,
+        "register-form",
+        "Register",
+        email=ALICE,
+        password=PASSWORD,
+        password_confirm=NEW_PASSWORD,
+    )
+    assert "→ 400" in answer and "Passwords do not match." in answer, answer
+    assert beside(page, "register-form").startswith("Refused (400):")
+    message = field_error(page, "register-form", "password_confirm")
+    expected = "Password again (password_confirm): Passwords do not match."
+    assert message == expected, message
+    shot(page, "01a-register-refused")
+
     # Register; the verification email arrives; its link verifies.
     answer = submit(
         page,
@@ -238,8 +307,15 @@ def test_the_whole_journey_in_the_browser(
         password_confirm=PASSWORD,
     )
     assert "→ 201" in answer and ALICE in answer, answer
-    mail = wait_for_mail(page, ALICE, "Verify your KinWise demo account")
+    assert beside(page, "register-form").startswith(
+        "Done (201): Registration successful."
+    )
+    confirm = page.locator('#register-form input[name="password_confirm"]')
+    assert confirm.get_attribute("aria-invalid") is None
+    mail = wait_for_mail(page, ALICE, VERIFY_SUBJECT)
     shot(page, "02-verification-email")
+    verify_link = mail.locator("a").first.get_attribute("href")
+    assert verify_link and re.search(r"/verify-email\?token=[\w-]+$", verify_link)
     mail.locator("a").first.click()
     page.wait_for_url(re.compile(r"/verify-email\?token="))
     title = page.locator("#link-title")
@@ -247,7 +323,32 @@ def test_the_whole_journey_in_the_browser(
     assert title.inner_text() == "Email verified: you can sign in."
     assert page.locator("#reset-confirm-form").is_hidden()
     assert "→ 200" in last_answer(page)
+    assert beside(page, "link") == "Done (200): Email verified successfully"
+    assert page.locator("#link-resend-form").is_hidden()
     shot(page, "03-verified")
+
+    # The welcome email's "Sign in at <url>." links the address, not its full stop.
+    welcome = wait_for_mail(page, ALICE, "Welcome to KinWise demo!")
+    link = welcome.locator("a").first
+    href = link.get_attribute("href") or ""
+    assert href.rstrip("/") == base and link.inner_text() == href, href
+    assert f"Sign in at {href}." in welcome.locator(".text").inner_text()
+
+    # The used link again: it says so, and offers a new verification link.
+    page.goto(verify_link)
+    link_done(page)
+    assert title.inner_text() == "This link was already used: the address is verified."
+    assert '"message": "Email already verified"' in last_answer(page)
+    resend = page.locator("#link-resend-form")
+    assert resend.is_visible()
+    assert resend.locator('input[name="email"]').input_value() == ALICE
+    assert page.locator("#link-next").inner_text().startswith("Sign in below")
+    answer = submit(page, "link-resend-form", "Send a new verification link")
+    assert "→ 200" in answer, answer
+    assert beside(page, "link-resend-form").startswith(
+        "Done (200): If the email exists, a verification email has been sent."
+    )
+    shot(page, "03a-used-link")
 
     # Sign in with an emailed code.
     answer = submit(page, "otp-request-form", "Email me a code", email=ALICE)
@@ -258,8 +359,13 @@ def test_the_whole_journey_in_the_browser(
     wrong = "000000" if code.group(1) != "000000" else "111111"
     answer = submit(page, "otp-verify-form", "Sign in", email=ALICE, code=wrong)
     assert "→ 400" in answer and '"code": "invalid_code"' in answer, answer
+    assert beside(page, "otp-verify-form") == (
+        "Refused (400): Invalid email or OTP code. invalid_code"
+    )
+    shot(page, "04a-wrong-code")
     answer = submit(page, "otp-verify-form", "Sign in", email=ALICE, code=code.group(1))
     assert "→ 200" in answer and '"refresh"' in answer, answer
+    assert beside(page, "otp-verify-form") == f"Done (200): Signed in as {ALICE}."
     assert page.locator("#session-state").inner_text() == "yes"
     shot(page, "04-signed-in-by-code")
 
@@ -272,13 +378,18 @@ def test_the_whole_journey_in_the_browser(
     assert "→ 205" in answer, answer
     answer = click(page, "Refresh the token")
     assert "→ 401" in answer and '"code": "token_not_valid"' in answer, answer
+    assert beside(page, "session-buttons").startswith("Refused (401):")
+    assert beside(page, "session-buttons").endswith("token_not_valid")
     shot(page, "05-logged-out")
 
-    # A wrong password: the API's error as it is.
+    # A wrong password: the API's error as it is, and under the form.
     answer = submit(
         page, "login-form", "Sign in", email=ALICE, password="wrong-Password-1"
     )
     assert "→ 400" in answer and '"code": "invalid_credentials"' in answer, answer
+    assert beside(page, "login-form") == (
+        "Refused (400): Invalid email or password. invalid_credentials"
+    )
 
     # Reset the password from its emailed link, then sign in with the new one.
     answer = submit(page, "password-reset-form", "Email me a reset link", email=ALICE)
@@ -286,6 +397,18 @@ def test_the_whole_journey_in_the_browser(
     mail = wait_for_mail(page, ALICE, "Reset your KinWise demo password")
     mail.locator("a").first.click()
     page.wait_for_url(re.compile(r"/reset-password\?token="))
+    reset_link = page.url
+    answer = submit(
+        page,
+        "reset-confirm-form",
+        "Set the new password",
+        new_password="password",
+        new_password_confirm="password",
+    )
+    assert "→ 400" in answer, answer
+    assert "This password is too common." in field_error(
+        page, "reset-confirm-form", "new_password"
+    )
     answer = submit(
         page,
         "reset-confirm-form",
@@ -295,9 +418,62 @@ def test_the_whole_journey_in_the_browser(
     )
     assert "→ 200" in answer, answer
     assert title.inner_text() == "Password changed: sign in with the new one."
+    assert beside(page, "reset-confirm-form") == (
+        "Done (200): Your password has been reset. You can now sign in."
+    )
     shot(page, "06-password-reset")
+
+    # The used reset link: it says so, and offers a new one.
+    page.goto(reset_link)
+    answer = submit(
+        page,
+        "reset-confirm-form",
+        "Set the new password",
+        new_password=THIRD_PASSWORD,
+        new_password_confirm=THIRD_PASSWORD,
+    )
+    assert "→ 400" in answer and '"code": "invalid_token"' in answer, answer
+    assert page.locator("#reset-confirm-form").is_hidden()
+    assert title.inner_text() == (
+        "This reset link was already used, or a newer one replaced it."
+    )
+    assert beside(page, "reset-confirm-form").endswith("invalid_token")
+    answer = submit(
+        page, "link-reset-request-form", "Email me a new reset link", email=ALICE
+    )
+    assert "→ 200" in answer, answer
+    assert beside(page, "link-reset-request-form").startswith("Done (200):")
+    wait_for_mail(page, ALICE, "Reset your KinWise demo password", count=2)
+    shot(page, "06a-used-reset-link")
     answer = submit(page, "login-form", "Sign in", email=ALICE, password=NEW_PASSWORD)
     assert "→ 200" in answer and '"access"' in answer, answer
+
+    # Change the password: a weak one is refused under the form, then a good one.
+    answer = submit(
+        page,
+        "password-change-form",
+        "Change the password",
+        current_password=NEW_PASSWORD,
+        new_password="12345678",
+        new_password_confirm="12345678",
+    )
+    assert "→ 400" in answer, answer
+    message = field_error(page, "password-change-form", "new_password")
+    assert "This password is too common." in message, message
+    assert "This password is entirely numeric." in message, message
+    shot(page, "06b-weak-password")
+    answer = submit(
+        page,
+        "password-change-form",
+        "Change the password",
+        current_password=NEW_PASSWORD,
+        new_password=THIRD_PASSWORD,
+        new_password_confirm=THIRD_PASSWORD,
+    )
+    assert "→ 200" in answer, answer
+    assert beside(page, "password-change-form").startswith(
+        "Done (200): Your password has been changed."
+    )
 
     # Change the email: the link goes to the new address and confirms it.
     answer = submit(
@@ -305,17 +481,27 @@ def test_the_whole_journey_in_the_browser(
         "email-change-form",
         "Send a confirmation link",
         new_email=BOB,
-        password=NEW_PASSWORD,
+        password=THIRD_PASSWORD,
     )
     assert "→ 200" in answer, answer
+    assert beside(page, "email-change-form").startswith("Done (200):")
     mail = wait_for_mail(page, BOB, "Confirm your new KinWise demo email address")
     mail.locator("a").first.click()
     page.wait_for_url(re.compile(r"/confirm-email-change\?token="))
     link_done(page)
     assert title.inner_text() == "Email changed."
     assert f'"email": "{BOB}"' in last_answer(page)
-    wait_for_mail(page, ALICE, "Your KinWise demo email address was changed")
+    # The forms and the mailbox panel follow the new address.
+    emails = page.locator('main input[name="email"]')
+    assert emails.count() >= 6
+    for index in range(emails.count()):
+        assert emails.nth(index).input_value() == BOB
+    assert page.locator('#mailbox input[name="to"]').input_value() == BOB
+    assert page.locator("#emails .email .subject").first.inner_text() == (
+        "Confirm your new KinWise demo email address"
+    )
     shot(page, "07-email-changed")
+    wait_for_mail(page, ALICE, "Your KinWise demo email address was changed")
 
     # The full mailbox page: newest first, text and HTML parts.
     page.goto(f"{base}/dev/mailbox/")
@@ -331,6 +517,66 @@ def test_the_whole_journey_in_the_browser(
     page.wait_for_selector(".swagger-ui .opblock")
     assert page.locator(".swagger-ui .opblock").count() == 16
     shot(page, "09-api-docs")
+
+    # A link a newer one replaced: it says so; a new link, asked from there, works.
+    page.goto(f"{base}/")
+    answer = submit(
+        page,
+        "register-form",
+        "Register",
+        email=CAROL,
+        password=PASSWORD,
+        password_confirm=PASSWORD,
+    )
+    assert "→ 201" in answer, answer
+    first = wait_for_mail(page, CAROL, VERIFY_SUBJECT).locator("a").first
+    first_link = first.get_attribute("href")
+    answer = submit(page, "resend-form", "Resend the verification email", email=CAROL)
+    assert "→ 200" in answer, answer
+    assert beside(page, "resend-form").startswith("Done (200):")
+    wait_for_mail(page, CAROL, VERIFY_SUBJECT, count=2)
+    assert first_link
+    page.goto(first_link)
+    link_done(page)
+    assert title.inner_text() == "This verification link is no longer valid."
+    assert beside(page, "link") == (
+        "Refused (400): Invalid verification token. invalid_token"
+    )
+    resend = page.locator("#link-resend-form")
+    assert resend.is_visible()
+    assert resend.locator('input[name="email"]').input_value() == CAROL
+    shot(page, "10-replaced-link")
+    answer = submit(page, "link-resend-form", "Send a new verification link")
+    assert "→ 200" in answer, answer
+    newest = wait_for_mail(page, CAROL, VERIFY_SUBJECT, count=3).locator("a").first
+    newest.click()
+    page.wait_for_url(re.compile(r"/verify-email\?token="))
+    link_done(page)
+    assert title.inner_text() == "Email verified: you can sign in."
+    shot(page, "11-new-link-verified")
+
+    # Registering again and again: the register form says how long to wait.
+    page.goto(f"{base}/")
+    for attempt in range(MAX_REGISTRATIONS):
+        answer = submit(
+            page,
+            "register-form",
+            "Register",
+            email=f"newcomer{attempt}@example.com",
+            password=PASSWORD,
+            password_confirm=PASSWORD,
+        )
+        if "→ 429" in answer:
+            break
+        assert "→ 201" in answer, answer
+    else:
+        pytest.fail(f"no 429 after {MAX_REGISTRATIONS} registrations")
+    assert '"code": "rate_limited"' in answer, answer
+    assert beside(page, "register-form").startswith(
+        "Refused (429): Too many attempts: try again in "
+    )
+    assert_wait_shown(page, "register-form")
+    shot(page, "12-rate-limited")
 
     # Ctrl-C stops web, worker and beat cleanly (make then reports the interrupt).
     process.interrupt()
