@@ -32,9 +32,11 @@ $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q --upgrade pip
 
+# `make demo PORT=8001` serves the demo on another port.
+PORT ?= 8000
 demo: $(VENV)/bin/python
 	$(VENV)/bin/python -m pip install -q -e . -r example_project/requirements.txt
-	cd example_project && ../$(VENV)/bin/python demo.py
+	cd example_project && PORT='$(PORT)' ../$(VENV)/bin/python run_demo.py
 
 # PostgreSQL (127.0.0.1:5432, user postgres) and Redis (127.0.0.1:6379, dbs 8-9)
 # must run; BENCH_SCALE=0.01 makes the million-row seed a quick one.

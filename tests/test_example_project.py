@@ -1,4 +1,4 @@
-"""The example project: compose file, settings, Celery routing, demo broker check.
+"""The example project: compose file, settings, Celery routing, the demo launcher.
 
 Everything runs in subprocesses with the example's own settings module, so this
 suite's settings stay untouched. No Redis is needed: ``check --deploy`` does not
@@ -7,11 +7,21 @@ connect to the cache, and the demo is only run against a closed port.
 
 from __future__ import annotations
 
+import http.cookiejar
 import json
 import re
 import secrets
+import signal
 import socket
+import sqlite3
+import subprocess
+import sys
 import textwrap
+import threading
+import time
+import urllib.parse
+import urllib.request
+from contextlib import closing
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
@@ -23,6 +33,7 @@ from .example_tools import (
     EXAMPLE_DIR,
     example_env,
     explain,
+    free_port,
     run,
     settings_env_names,
 )
@@ -212,19 +223,231 @@ def test_cors_middleware_comes_before_common(probed: dict[str, Any]) -> None:
 
 
 # ---------------------------------------------------------------------------
-# demo.py
+# run_demo.py, the launcher `make demo` runs
 # ---------------------------------------------------------------------------
+
+LAUNCHER = "run_demo.py"
+SUPERUSER_LINE = re.compile(r"  Superuser (\S+@\S+)  password (\S+)   \((.+)\)")
+
+
+def demo_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
+    """The launcher's environment: no database, broker or cache configured (it
+    chooses), local Redis and PostgreSQL pointed at closed ports, its files under
+    ``tmp_path/demo``, a spare web port."""
+    defaults = {
+        "PORT": str(free_port()),
+        "DEMO_DIR": str(tmp_path / "demo"),
+        "DEMO_LOCAL_REDIS": f"redis://127.0.0.1:{free_port()}",
+        "DEMO_LOCAL_POSTGRES": f"127.0.0.1:{free_port()}",
+        "NO_COLOR": "1",
+    }
+    env = example_env(tmp_path, **{**defaults, **overrides})
+    del env["DATABASE_URL"]
+    return env
+
+
+def sign_in_to_admin(base: str, username: str, password: str) -> str:
+    """Sign in through the admin's form; the title of the page it ends on."""
+    opener = urllib.request.build_opener(
+        urllib.request.ProxyHandler({}),
+        urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()),
+    )
+    with opener.open(f"{base}/admin/login/?next=/admin/", timeout=10) as answer:
+        form = answer.read().decode()
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form)
+    assert token is not None, form[:2000]
+    fields = {
+        "csrfmiddlewaretoken": token[1],
+        "username": username,
+        "password": password,
+        "next": "/admin/",
+    }
+    data = urllib.parse.urlencode(fields).encode()
+    with opener.open(f"{base}/admin/login/?next=/admin/", data, timeout=10) as answer:
+        title = re.search(r"<title>(.*?)</title>", answer.read().decode(), re.S)
+    return title[1].strip() if title else ""
+
+
+class DemoRun:
+    """One run of the launcher: started, waited for until web, worker and beat
+    are up, then stopped with Ctrl-C (SIGINT, as a terminal sends it)."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.base = f"http://127.0.0.1:{env['PORT']}"
+        self.lines: list[str] = []
+        self.process = subprocess.Popen(
+            [sys.executable, LAUNCHER],
+            cwd=EXAMPLE_DIR,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def wait_until_up(self, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        up = ("web    | Quit the server", "worker | ", " ready.", "beat   | ")
+        while not all(part in self.output for part in up):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                pytest.fail(f"the demo did not come up:\n{self.output[-6000:]}")
+            time.sleep(0.2)
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+        status = self.process.wait(timeout=60)
+        self.reader.join(timeout=5)
+        return status
+
+
+@pytest.fixture(scope="module")
+def demo_twice(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Two starts of the launcher on one demo directory, with nothing reachable;
+    during the first, the printed superuser signs in to the admin."""
+    tmp_path = tmp_path_factory.mktemp("demo")
+    env = demo_env(tmp_path)
+    runs, statuses, admin_title = [], [], ""
+    for start in range(2):
+        run_ = DemoRun(env)
+        try:
+            run_.wait_until_up()
+            found = SUPERUSER_LINE.search(run_.output)
+            if start == 0 and found:
+                admin_title = sign_in_to_admin(run_.base, found[1], found[2])
+        finally:
+            statuses.append(run_.stop())
+        runs.append(run_.output)
+    return {
+        "env": env,
+        "outputs": runs,
+        "statuses": statuses,
+        "admin_title": admin_title,
+        "database": tmp_path / "demo" / "db.sqlite3",
+    }
+
+
+def superusers(database: Path) -> list[tuple[str, str]]:
+    with closing(sqlite3.connect(database)) as connection:
+        rows = connection.execute(
+            "SELECT username, email FROM auth_user WHERE is_superuser"
+        )
+        return list(rows)
+
+
+def test_demo_falls_back_and_names_what_did_not_answer(
+    demo_twice: dict[str, Any],
+) -> None:
+    env, out = demo_twice["env"], demo_twice["outputs"][0]
+    redis_url, postgres = env["DEMO_LOCAL_REDIS"], env["DEMO_LOCAL_POSTGRES"]
+    assert f"(broker and cache embedded: Redis on {redis_url} is not reachable: " in (
+        out
+    ), out
+    assert f"(database SQLite: PostgreSQL on {postgres} is not reachable: " in out, out
+    assert "Broker    filesystem://" in out, out
+    assert f"Database  SQLite {demo_twice['database']}" in out, out
+    assert f"Cache     FileBasedCache {Path(env['DEMO_DIR']) / 'cache'}" in out, out
+
+
+def test_demo_runs_web_worker_and_beat_and_stops_them_on_ctrl_c(
+    demo_twice: dict[str, Any],
+) -> None:
+    assert demo_twice["statuses"] == [0, 0], demo_twice["outputs"]
+    for out in demo_twice["outputs"]:
+        assert f"Demo      http://127.0.0.1:{demo_twice['env']['PORT']}/" in out, out
+        assert out.rstrip().endswith("demo: stopped."), out[-3000:]
+        assert "did not stop in time" not in out, out
+
+
+def test_demo_creates_its_superuser_on_first_start_only(
+    demo_twice: dict[str, Any],
+) -> None:
+    first, second = (SUPERUSER_LINE.search(out) for out in demo_twice["outputs"])
+    assert first is not None, demo_twice["outputs"][0]
+    assert second is not None, demo_twice["outputs"][1]
+    assert first[1] == "admin@example.com"
+    assert first[3] == "created now"
+    # The second start finds it, does not create another, shows the same password.
+    assert (second[1], second[2]) == (first[1], first[2])
+    assert second[3] == "created on the first start"
+    assert superusers(demo_twice["database"]) == [("admin", "admin@example.com")]
+
+
+def test_demo_superuser_signs_in_to_the_admin(demo_twice: dict[str, Any]) -> None:
+    # Its email and the printed password, typed into the admin's sign-in form.
+    assert "Site administration" in demo_twice["admin_title"], demo_twice
+
+
+def test_demo_creates_no_superuser_with_debug_off(tmp_path: Path) -> None:
+    env = demo_env(tmp_path, DEBUG="false", SECRET_KEY=secrets.token_urlsafe(64))
+    run_ = DemoRun(env)
+    try:
+        run_.wait_until_up()
+    finally:
+        status = run_.stop()
+    assert status == 0, run_.output
+    assert "  Superuser none: DEBUG is off" in run_.output, run_.output
+    assert superusers(tmp_path / "demo" / "db.sqlite3") == []
+    assert not (tmp_path / "demo" / "superuser-password").exists()
+
+
+def test_demo_refuses_a_taken_port(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = demo_env(tmp_path, PORT=str(port))
+        result = run([LAUNCHER], env, timeout=60)
+    assert result.returncode != 0, explain(result)
+    assert f"port {port} is taken: run `make demo PORT=" in result.stdout, explain(
+        result
+    )
+    # Nothing chosen, created or started.
+    assert not (tmp_path / "demo").exists(), explain(result)
+    assert "Operations to perform" not in result.stdout, explain(result)
+
+
+def test_make_demo_passes_port_through() -> None:
+    # make runs this very suite (make test): it is always there.
+    result = subprocess.run(
+        ["make", "-n", "demo", "PORT=8123"],
+        cwd=EXAMPLE_DIR.parent,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, explain(result)
+    assert "PORT='8123' ../.venv/bin/python run_demo.py" in result.stdout, explain(
+        result
+    )
 
 
 def test_demo_refuses_to_start_without_its_broker(tmp_path: Path) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    # Nothing listens on the port now (it was bound, never listened, and closed).
-    env = example_env(tmp_path, CELERY_BROKER_URL=f"redis://127.0.0.1:{port}/0")
-    result = run(["demo.py"], env, timeout=60)
+    # A configured broker that does not answer stops the demo: no fallback.
+    broker = f"redis://127.0.0.1:{free_port()}/0"
+    env = example_env(
+        tmp_path,
+        CELERY_BROKER_URL=broker,
+        PORT=str(free_port()),
+        DEMO_LOCAL_REDIS=f"redis://127.0.0.1:{free_port()}",
+    )
+    result = run([LAUNCHER], env, timeout=60)
     assert result.returncode == 1, explain(result)
-    assert "not reachable" in result.stdout, explain(result)
+    assert f"the Celery broker is not reachable: {broker}" in result.stdout, explain(
+        result
+    )
     assert not (tmp_path / "db.sqlite3").exists()  # stopped before migrating
 
 

@@ -2,7 +2,7 @@
 servers, then the whole journey clicked through the demo page in headless Chromium.
 
 ``make demo`` builds ``.venv`` (if missing), installs the package and the example
-project, and runs ``demo.py``, here pointed at closed ports for Redis and
+project, and runs ``run_demo.py``, here pointed at closed ports for Redis and
 PostgreSQL, so it falls back to SQLite, kombu's filesystem broker and a file cache
 (in a temporary ``DEMO_DIR``), and starts web, worker and beat. The page calls the
 real API; the worker's emails land in the dev mailbox, whose panel on the page shows
@@ -118,7 +118,7 @@ class DemoProcess:
         pytest.fail(f"the demo page never answered at {url}:\n{self.output[-6000:]}")
 
     def interrupt(self) -> int:
-        """Ctrl-C, as a terminal sends it (to make and demo.py); make's status."""
+        """Ctrl-C, as a terminal sends it (to make and run_demo.py); make's status."""
         os.killpg(self.process.pid, signal.SIGINT)
         try:
             return self.process.wait(timeout=30)
