@@ -17,7 +17,6 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 import urllib.parse
 import urllib.request
@@ -31,6 +30,7 @@ import yaml
 
 from .example_tools import (
     EXAMPLE_DIR,
+    CollectedProcess,
     example_env,
     explain,
     free_port,
@@ -268,33 +268,13 @@ def sign_in_to_admin(base: str, username: str, password: str) -> str:
     return title[1].strip() if title else ""
 
 
-class DemoRun:
+class DemoRun(CollectedProcess):
     """One run of the launcher: started, waited for until web, worker and beat
     are up, then stopped with Ctrl-C (SIGINT, as a terminal sends it)."""
 
     def __init__(self, env: dict[str, str]) -> None:
         self.base = f"http://127.0.0.1:{env['PORT']}"
-        self.lines: list[str] = []
-        self.process = subprocess.Popen(
-            [sys.executable, LAUNCHER],
-            cwd=EXAMPLE_DIR,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.append(line.rstrip("\n"))
-
-    @property
-    def output(self) -> str:
-        return "\n".join(self.lines)
+        super().__init__([sys.executable, LAUNCHER], cwd=EXAMPLE_DIR, env=env)
 
     def wait_until_up(self, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout

@@ -26,8 +26,6 @@ import os
 import re
 import signal
 import socket
-import subprocess
-import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -36,7 +34,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from ..example_tools import settings_env_names
+from ..example_tools import CollectedProcess, settings_env_names
 
 if TYPE_CHECKING:
     from playwright.sync_api import Locator, Page
@@ -75,32 +73,11 @@ def closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class DemoProcess:
+class DemoProcess(CollectedProcess):
     """``make demo`` in a subprocess; its output is collected line by line."""
 
     def __init__(self, env: dict[str, str]) -> None:
-        self.lines: list[str] = []
-        self.process = subprocess.Popen(
-            ["make", "demo"],
-            cwd=REPO_ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.append(line.rstrip("\n"))
-
-    @property
-    def output(self) -> str:
-        return "\n".join(self.lines)
+        super().__init__(["make", "demo"], cwd=REPO_ROOT, env=env, new_session=True)
 
     def wait_for_page(self, url: str) -> None:
         deadline = time.monotonic() + START_TIMEOUT
