@@ -34,7 +34,14 @@ class EmailIdentityAdmin(ReadOnlyAdmin):
     list_select_related = ["user"]
     actions = ["unlock"]
 
-    @admin.action(description=_("Clear the rate limits of the selected accounts"))
+    def has_unlock_permission(self, request: HttpRequest) -> bool:
+        # The admin is read-only, so view permission alone must not unlock.
+        return bool(request.user.has_perm("kinwise_auth.change_emailidentity"))
+
+    @admin.action(
+        description=_("Clear the rate limits of the selected accounts"),
+        permissions=["unlock"],
+    )
     def unlock(self, request: HttpRequest, queryset: QuerySet[EmailIdentity]) -> None:
         """Fresh budgets for a locked-out user: their address's and account's
         rate-limit counters, and the day's failed sign-ins (kinwise_auth_unlock)."""

@@ -408,7 +408,9 @@ def _verification(row: OutboxEmail) -> EmailMultiAlternatives | None:
         "verification_url": build_link(auth_settings.VERIFY_EMAIL_PATH, token),
         "expires_hours": _hours(lifetime),
         "expires_in": lifetime_phrase(lifetime),
-        "replaces_registration": bool(row.context.get("replaces_registration")),
+        # Decided now, not when queued: a resend, or an email delivered late,
+        # warns as much as the replacing registration's own email.
+        "replaces_registration": identity.registrations > 1,
     }
     return _render(_Email("verify_email", row.recipient, context), row.user)
 

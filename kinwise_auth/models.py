@@ -30,6 +30,11 @@ class EmailIdentity(models.Model):
     # For a pending account, when its latest registration was made: the purge
     # deletes pending accounts by it (PENDING_ACCOUNT_LIFETIME).
     created_at = models.DateTimeField(_("created at"), default=timezone.now)
+    # How many registrations this pending account has had: past one, every
+    # verification email says the link sets the newest one's password.
+    registrations = models.PositiveIntegerField(
+        _("registrations"), default=1, db_default=1
+    )
     # Failed sign-ins of the day that began at ``failures_since`` (security rule
     # 12): all of them, and those by emailed code, which are capped.
     failures_since = models.DateTimeField(

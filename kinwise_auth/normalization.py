@@ -124,6 +124,15 @@ def _local_key(local: str) -> str:
 
 
 def _domain_key(domain: str) -> str:
+    key = _mapped_domain(domain)
+    if key.endswith("."):
+        # "x.com." is "x.com" to DNS: one mailbox, two keys. The ideographic full
+        # stop (U+3002) and its kin map to a dot, so it is checked after mapping.
+        raise EmailRefused(str(_("Enter a valid email domain.")), "invalid_domain")
+    return key
+
+
+def _mapped_domain(domain: str) -> str:
     if domain.startswith("["):
         raise EmailRefused(str(_("Enter a valid email domain.")), "invalid_domain")
     if domain.isascii():

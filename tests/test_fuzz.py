@@ -405,7 +405,7 @@ def test_a_body_nested_as_deep_as_allowed_is_parsed(path: str) -> None:
 
 
 def deep_jwt(part: str) -> str:
-    """A token whose header or payload is JSON nested 1 500 levels deep."""
+    """A token whose header or payload is JSON nested 1 000 levels deep."""
     import base64
 
     def b64(raw: str) -> str:

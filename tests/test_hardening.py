@@ -96,6 +96,26 @@ def test_1_a_pending_registration_is_replaced_by_the_victims(api: APIClient) -> 
     assert AuthEvent.objects.filter(event_type="pending_registration_replaced").exists()
 
 
+def test_1_every_later_link_of_a_replaced_registration_warns(api: APIClient) -> None:
+    # The victim registers, the attacker registers again, the victim (whose link
+    # died) asks for a new one: that email warns too, not only the replacing one.
+    api.post(AUTH + "register/", register_body(VICTIM), format="json")
+    api.post(
+        AUTH + "register/",
+        register_body(
+            VICTIM, password=ATTACKER_PASSWORD, password_confirm=ATTACKER_PASSWORD
+        ),
+        format="json",
+    )
+    mail.outbox.clear()
+
+    api.post(AUTH + "resend-verification/", {"email": VICTIM}, format="json")
+
+    (resent,) = mail.outbox
+    assert "registered again" in resent.body
+    assert "registered again" in resent.alternatives[0][0]
+
+
 def test_1_the_replacement_works_with_enumeration_prevention_off(
     api: APIClient, settings: Any
 ) -> None:
@@ -207,6 +227,19 @@ def test_3_spellings_of_one_mailbox_are_one_account(
 
     for message in mail.outbox:
         assert normalize_email(message.to[0]) == identity.email_normalized
+
+
+@pytest.mark.parametrize(
+    "dotted",
+    ["jane@example.com.", "jane@example.com\u3002", "jane@example.com\uff0e"],
+)
+def test_3_a_trailing_dot_is_not_a_second_mailbox(api: APIClient, dotted: str) -> None:
+    api.post(AUTH + "register/", register_body("jane@example.com"), format="json")
+
+    response = api.post(AUTH + "register/", register_body(dotted), format="json")
+
+    assert response.status_code == 400
+    assert EmailIdentity.objects.count() == 1
 
 
 @pytest.mark.parametrize(

@@ -128,3 +128,19 @@ def test_the_admin_action_unlocks_the_selected_accounts(
         REMOTE_ADDR="198.51.100.9",
     )
     assert answer.status_code == 200
+
+
+def test_view_permission_alone_cannot_unlock(make_user: Any) -> None:
+    from django.contrib.auth.models import Permission
+
+    staff = make_user("viewer@example.com")
+    staff.is_staff = True
+    staff.save()
+    staff.user_permissions.add(Permission.objects.get(codename="view_emailidentity"))
+    client = Client()
+    client.force_login(staff)
+
+    page = client.get(reverse("admin:kinwise_auth_emailidentity_changelist"))
+
+    assert page.status_code == 200
+    assert b'value="unlock"' not in page.content

@@ -7,6 +7,7 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.db import DatabaseError, IntegrityError, transaction
+from django.db.models import F
 from django.db.transaction import TransactionManagementError
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
@@ -144,6 +145,7 @@ def replace_pending_registration(
     identity.email = email
     identity.email_normalized = normalize_email(email)
     identity.created_at = timezone.now()
+    identity.registrations = F("registrations") + 1
     try:
         _save_registration(user, fields, identity)
     except IntegrityError:
@@ -155,7 +157,9 @@ def replace_pending_registration(
 def _save_registration(user: Any, fields: list[str], identity: EmailIdentity) -> None:
     with transaction.atomic():
         user.save(update_fields=fields)
-        identity.save(update_fields=["email", "email_normalized", "created_at"])
+        identity.save(
+            update_fields=["email", "email_normalized", "created_at", "registrations"]
+        )
 
 
 def set_user_email(

@@ -107,14 +107,7 @@ def _queue_verification(
 ) -> Registration:
     """Retire every link of the (new or replaced) pending account; mail a new one."""
     LinkToken.objects.filter(user=user).supersede()
-    # A replaced registration says so: whoever registered just before learns that
-    # this link sets a password someone else chose, if they did not register again.
-    emails.queue(
-        OutboxEmail.Kind.VERIFY_EMAIL,
-        user=user,
-        recipient=identity.email,
-        context=None if created else {"replaces_registration": True},
-    )
+    emails.queue(OutboxEmail.Kind.VERIFY_EMAIL, user=user, recipient=identity.email)
     audit.record(
         "user_registered" if created else "pending_registration_replaced",
         user=user,
