@@ -66,6 +66,12 @@ class EmailIdentity(models.Model):
     def is_verified(self) -> bool:
         return self.verified_at is not None
 
+    @property
+    def is_pending(self) -> bool:
+        """Registered, never verified, inactive: an account that belongs to
+        nobody yet (a verified, inactive one was deactivated by an admin)."""
+        return self.verified_at is None and not self.user.is_active
+
 
 class SecretQuerySet(models.QuerySet[Any]):
     """Queries shared by link tokens and login codes."""

@@ -311,6 +311,34 @@ def test_4_a_change_request_retires_earlier_links_whatever_the_target(
     assert response.json()["code"] == "invalid_token"
 
 
+def test_4_a_pending_squatter_does_not_block_an_email_change(
+    api: APIClient, make_user: Any
+) -> None:
+    # Re-registering every few days would otherwise keep an address from anyone
+    # moving to it: a pending account holds it for nobody.
+    alice = make_user("alice@example.com")
+    squatter = make_user("target@example.com", verified=False)
+    client = APIClient()
+    access = login(api, "alice@example.com", PASSWORD).json()["access"]
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {access}")
+    client.post(
+        AUTH + "email/change/",
+        {"password": PASSWORD, "new_email": "target@example.com"},
+        format="json",
+    )
+    change_link = link(mail.outbox[-1], "confirm-email-change")
+
+    response = api.post(
+        AUTH + "email/change/confirm/", {"token": change_link}, format="json"
+    )
+
+    assert response.status_code == 200
+    assert response.json()["email"] == "target@example.com"
+    assert not get_user_model()._default_manager.filter(pk=squatter.pk).exists()
+    (identity,) = EmailIdentity.objects.filter(email_normalized="target@example.com")
+    assert identity.user_id == alice.pk
+
+
 # --- 5. The per-IP limit comes before the body is parsed ----------------------------
 
 

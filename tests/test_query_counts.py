@@ -42,7 +42,7 @@ outbox row, audit row, and the new session's outstanding token.
 email/change: the user (JWT), the caller's earlier change links superseded, the
 new address's identity, outbox row, audit row, taken or free alike.
 email/change/confirm: the link's user, user (by the link), identity and link
-locked, the
+locked, the new address's holder (a pending one is deleted), the
 identity and the user moved (with ``auth.User``, a read that the username is
 free), the link used, links and codes superseded, the notice's outbox row, an
 audit row.
@@ -348,7 +348,7 @@ def test_email_change_confirm(
         assert api.post(url, {"token": "x" * 43}, format="json").status_code == 400
     # auth.User's username follows the address when it is free: one more read.
     username_follows = get_user_model().USERNAME_FIELD != "email"
-    with assert_queries(11 + username_follows):
+    with assert_queries(12 + username_follows):
         assert api.post(url, {"token": token}, format="json").status_code == 200
 
 

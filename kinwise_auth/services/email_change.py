@@ -29,9 +29,11 @@ def request_email_change(
 ) -> None:
     """Email a confirmation link to ``new_email``; nothing changes until it is used.
 
-    Raises :class:`InvalidCredentials` for a wrong password. When another account
-    holds the address, that account is told ("account exists") instead, and the
-    answer is the same: the caller cannot learn whether the address is taken.
+    Raises :class:`InvalidCredentials` for a wrong password. When another verified
+    account holds the address, that account is told ("account exists") instead,
+    and the answer is the same: the caller cannot learn whether the address is
+    taken. A pending account holds it for nobody: the link goes out, and using it
+    deletes that pending account (the mailbox has proved whose it is).
     Either way the caller's earlier email-change links die now, so neither can
     their fate tell (security rule 11).
     """
@@ -48,7 +50,7 @@ def request_email_change(
             user=user, purpose=LinkToken.Purpose.EMAIL_CHANGE
         ).supersede()
         holder = find_identity(new_email)
-        if holder is not None and holder.user_id != user.pk:
+        if holder is not None and holder.user_id != user.pk and not holder.is_pending:
             emails.queue(
                 OutboxEmail.Kind.ACCOUNT_EXISTS,
                 user=holder.user,
@@ -70,8 +72,9 @@ def confirm_email_change(*, token: str, meta: RequestMeta) -> Any:
     """Move the link's user to the address the link was sent to; return the user.
 
     Uniqueness is checked again, under the identity table's unique constraint:
-    an address taken since the request raises :class:`EmailTaken` and changes
-    nothing. The old address is told. Raises :class:`InvalidToken` for an
+    an address a verified account took since the request raises
+    :class:`EmailTaken` and changes nothing; a pending account holding it is
+    deleted. The old address is told. Raises :class:`InvalidToken` for an
     unknown, used or superseded link or a deactivated account, and
     :class:`TokenExpired` past the link's lifetime.
     """
@@ -88,6 +91,11 @@ def confirm_email_change(*, token: str, meta: RequestMeta) -> Any:
         if not user.is_active or not link.email:
             raise InvalidToken(INVALID_CHANGE_LINK)
         old_email, new_email = identity.email, link.email
+        squatter = find_identity(new_email, lock_user=True)
+        if squatter is not None and squatter.user_id != user.pk and squatter.is_pending:
+            # A pending registration of the address belongs to nobody; the link
+            # just proved the mailbox is this user's.
+            squatter.user.delete()
         try:
             with transaction.atomic():
                 identity.email = new_email

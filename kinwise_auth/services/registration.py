@@ -71,11 +71,7 @@ def register_user(
 
         # The locked user row is current; the identity beside it may not be: a
         # verification that committed while we waited activated the user.
-        if (
-            identity is not None
-            and not identity.user.is_active
-            and (not identity.is_verified)
-        ):
+        if identity is not None and identity.is_pending:
             replace_pending_registration(
                 identity, email=email, password=password, profile=profile
             )
