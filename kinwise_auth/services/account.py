@@ -11,11 +11,11 @@ from django.views.decorators.debug import sensitive_variables
 
 from .. import audit, emails
 from ..conf import auth_settings
-from ..errors import InvalidCredentials
 from ..models import EmailIdentity, OutboxEmail
 from .identities import lock_user
 from .link_tokens import retire_secrets
 from .meta import RequestMeta
+from .reauthentication import require_password
 from .sessions import revoke_refresh_tokens
 
 __all__ = ["delete_account"]
@@ -30,14 +30,13 @@ def delete_account(*, user: Any, password: str, meta: RequestMeta) -> None:
     its user reference cleared. Scrubbing frees the address for a new account and
     supersedes every code and link mailed before, so none of them outlives it.
     """
-    if not user.check_password(password):
-        audit.record(
-            "account_delete_failed",
-            user=user,
-            meta=meta,
-            extra={"reason": "invalid_credentials"},
-        )
-        raise InvalidCredentials(_("The password is not correct."))
+    require_password(
+        user,
+        password,
+        failed_event="account_delete_failed",
+        meta=meta,
+        message=_("The password is not correct."),
+    )
     with transaction.atomic():
         # The user row first, as refresh and password changes lock it: a refresh
         # racing the deletion waits, then finds its user gone.

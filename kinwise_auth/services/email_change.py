@@ -10,12 +10,13 @@ from django.utils.translation import gettext_lazy as _
 from django.views.decorators.debug import sensitive_variables
 
 from .. import audit, emails
-from ..errors import EmailTaken, InvalidCredentials, InvalidToken
+from ..errors import EmailTaken, InvalidToken
 from ..models import LinkToken, OutboxEmail
 from ..normalization import normalize_email
 from .identities import find_identity, set_user_email
 from .link_tokens import lock_link, require_live, retire_secrets
 from .meta import RequestMeta
+from .reauthentication import require_password
 
 __all__ = ["request_email_change", "confirm_email_change"]
 
@@ -37,14 +38,13 @@ def request_email_change(
     Either way the caller's earlier email-change links die now, so neither can
     their fate tell (security rule 11).
     """
-    if not user.check_password(password):
-        audit.record(
-            "email_change_failed",
-            user=user,
-            meta=meta,
-            extra={"reason": "invalid_credentials"},
-        )
-        raise InvalidCredentials(_("The password is not correct."))
+    require_password(
+        user,
+        password,
+        failed_event="email_change_failed",
+        meta=meta,
+        message=_("The password is not correct."),
+    )
     with transaction.atomic():
         LinkToken.objects.filter(
             user=user, purpose=LinkToken.Purpose.EMAIL_CHANGE

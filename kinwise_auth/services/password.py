@@ -13,11 +13,12 @@ from django.views.decorators.debug import sensitive_variables
 
 from .. import audit, emails
 from ..conf import auth_settings
-from ..errors import InvalidCredentials, InvalidToken, PasswordRejected
+from ..errors import InvalidToken, PasswordRejected
 from ..models import LinkToken, OutboxEmail
 from .identities import find_identity
 from .link_tokens import lock_link, require_live, retire_secrets
 from .meta import RequestMeta
+from .reauthentication import require_password
 from .sessions import issue_tokens, revoke_refresh_tokens
 
 __all__ = ["request_password_reset", "reset_password", "change_password"]
@@ -108,14 +109,13 @@ def change_password(
     refresh token is revoked unless ``REVOKE_REFRESH_ON_PASSWORD_CHANGE`` is off;
     the caller keeps working with the pair returned.
     """
-    if not user.check_password(current_password):
-        audit.record(
-            "password_change_failed",
-            user=user,
-            meta=meta,
-            extra={"reason": "invalid_credentials"},
-        )
-        raise InvalidCredentials(_("The current password is not correct."))
+    require_password(
+        user,
+        current_password,
+        failed_event="password_change_failed",
+        meta=meta,
+        message=_("The current password is not correct."),
+    )
     check_new_password(new_password, user)
     identity = getattr(user, "kinwise_identity", None)
     recipient = (
