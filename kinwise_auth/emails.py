@@ -354,6 +354,7 @@ def _identity_at(row: OutboxEmail) -> EmailIdentity | None:
         row.recipient
     ):
         return None
+    identity.user = row.user  # the row's, already loaded
     return identity
 
 
@@ -423,12 +424,10 @@ def _welcome(row: OutboxEmail) -> EmailMultiAlternatives | None:
 
 @sensitive_variables()
 def _login_code(row: OutboxEmail) -> EmailMultiAlternatives | None:
-    user = row.user
-    if user is None or not user.is_active:
-        return None  # unknown, pending or deactivated: no code, same answer
     identity = _identity_at(row)
-    if identity is None or not identity.is_verified:
-        return None
+    if identity is None or not identity.can_sign_in:
+        return None  # unknown, pending or deactivated: no code, same answer
+    user = identity.user
     lifetime = auth_settings.LOGIN_CODE_LIFETIME
     code = crypto.new_login_code(int(auth_settings.LOGIN_CODE_LENGTH))
     now = timezone.now()
@@ -457,7 +456,7 @@ def _password_reset(row: OutboxEmail) -> EmailMultiAlternatives | None:
     if user is None:
         return None
     identity = _identity_at(row)
-    if identity is None or (identity.is_verified and not user.is_active):
+    if identity is None or identity.is_deactivated:
         return None  # unknown, or deactivated by an admin: no link
     lifetime = auth_settings.PASSWORD_RESET_LIFETIME
     token = _mint_link_token(row, user, LinkToken.Purpose.PASSWORD_RESET, lifetime)

@@ -67,6 +67,16 @@ class EmailIdentity(models.Model):
         return self.verified_at is not None
 
     @property
+    def can_sign_in(self) -> bool:
+        """Verified and active: the account gets codes and tokens."""
+        return self.verified_at is not None and self.user.is_active
+
+    @property
+    def is_deactivated(self) -> bool:
+        """Verified, then made inactive by an admin: no flow re-activates it."""
+        return self.verified_at is not None and not self.user.is_active
+
+    @property
     def is_pending(self) -> bool:
         """Registered, never verified, inactive: an account that belongs to
         nobody yet (a verified, inactive one was deactivated by an admin)."""

@@ -57,7 +57,7 @@ def verify_login_code(*, email: str, code: str, meta: RequestMeta) -> SignIn:
     with transaction.atomic():
         identity = sign_in_failures.lock_identity(email)
         user = identity.user if identity is not None else None
-        if identity is not None and identity.user.is_active and identity.is_verified:
+        if identity is not None and identity.can_sign_in:
             if not sign_in_failures.codes_exhausted(identity, now):
                 live = (
                     LoginCode.objects.select_for_update()

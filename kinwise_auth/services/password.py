@@ -72,8 +72,8 @@ def reset_password(*, token: str, new_password: str, meta: RequestMeta) -> Any:
         link, identity = found
         require_live(link, now, invalid=INVALID_RESET_LINK, expired=EXPIRED_RESET_LINK)
         user = link.user
-        if identity.is_verified and not user.is_active:
-            raise InvalidToken(INVALID_RESET_LINK)  # deactivated by an admin
+        if identity.is_deactivated:
+            raise InvalidToken(INVALID_RESET_LINK)
         check_new_password(new_password, user)
         user.set_password(new_password)
         fields = ["password"]
