@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -13,7 +14,7 @@ from .. import audit, emails
 from ..errors import EmailTaken, InvalidToken
 from ..models import LinkToken, OutboxEmail
 from ..normalization import normalize_email
-from .identities import find_identity, set_user_email
+from .identities import find_identity
 from .link_tokens import lock_link, require_live, retire_secrets
 from .meta import RequestMeta
 from .reauthentication import require_password
@@ -104,7 +105,7 @@ def confirm_email_change(*, token: str, meta: RequestMeta) -> Any:
                 identity.save(
                     update_fields=["email", "email_normalized", "verified_at"]
                 )
-                set_user_email(user, old_email, new_email, save=True)
+                _set_user_email(user, old_email, new_email)
         except IntegrityError:
             raise EmailTaken() from None
         link.used_at = now
@@ -123,3 +124,24 @@ def confirm_email_change(*, token: str, meta: RequestMeta) -> Any:
             extra={"old_email": old_email, "new_email": new_email},
         )
     return user
+
+
+def _set_user_email(user: Any, old_email: str, new_email: str) -> None:
+    """Copy the address to the user model; a username derived from the old
+    address follows it (``auth.User``), when it fits and is free."""
+    user_model = get_user_model()
+    email_field = user_model.get_email_field_name()
+    setattr(user, email_field, new_email)
+    fields = [email_field]
+    username_field = user_model.USERNAME_FIELD
+    if username_field != email_field and getattr(user, username_field) == old_email:
+        max_length = getattr(
+            user_model._meta.get_field(username_field), "max_length", 150
+        )
+        taken = user_model._default_manager.filter(
+            **{username_field: new_email}
+        ).exclude(pk=user.pk)
+        if len(new_email) <= (max_length or 150) and not taken.exists():
+            setattr(user, username_field, new_email)
+            fields.append(username_field)
+    user.save(update_fields=fields)

@@ -20,7 +20,6 @@ __all__ = [
     "lock_user",
     "create_pending_user",
     "replace_pending_registration",
-    "set_user_email",
     "spend_like_a_new_account",
 ]
 
@@ -160,35 +159,6 @@ def _save_registration(user: Any, fields: list[str], identity: EmailIdentity) ->
         identity.save(
             update_fields=["email", "email_normalized", "created_at", "registrations"]
         )
-
-
-def set_user_email(
-    user: Any, old_email: str, new_email: str, *, save: bool
-) -> list[str]:
-    """Copy the address to the user model; return the fields changed.
-
-    A username derived from the old address follows it (``auth.User``) when it
-    fits; a username held by another user stays as it was (the identity, not the
-    username, is what signs in).
-    """
-    user_model = get_user_model()
-    email_field = user_model.get_email_field_name()
-    setattr(user, email_field, new_email)
-    fields = [email_field]
-    username_field = user_model.USERNAME_FIELD
-    if username_field != email_field and getattr(user, username_field) == old_email:
-        max_length = getattr(
-            user_model._meta.get_field(username_field), "max_length", 150
-        )
-        taken = user_model._default_manager.filter(
-            **{username_field: new_email}
-        ).exclude(pk=user.pk)
-        if len(new_email) <= (max_length or 150) and not taken.exists():
-            setattr(user, username_field, new_email)
-            fields.append(username_field)
-    if save:
-        user.save(update_fields=fields)
-    return fields
 
 
 @sensitive_variables()

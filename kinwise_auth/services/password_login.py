@@ -44,7 +44,7 @@ def login_with_password(
                 correct = identity.user.check_password(password)
             if correct:
                 error = EmailNotVerified()
-        elif identity is not None and identity.user.is_active:
+        elif identity is not None and identity.can_sign_in:
             sign_in_failures.record_failure(
                 identity, method="password", now=timezone.now()
             )
