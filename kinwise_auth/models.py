@@ -9,7 +9,14 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-__all__ = ["EmailIdentity", "LinkToken", "LoginCode", "OutboxEmail", "AuthEvent"]
+__all__ = [
+    "EmailIdentity",
+    "OneTimeSecret",
+    "LinkToken",
+    "LoginCode",
+    "OutboxEmail",
+    "AuthEvent",
+]
 
 
 class EmailIdentity(models.Model):
@@ -84,7 +91,7 @@ class EmailIdentity(models.Model):
 
 
 class SecretQuerySet(models.QuerySet[Any]):
-    """Queries shared by link tokens and login codes."""
+    """Queries shared by every kind of one-time secret."""
 
     def live(self) -> SecretQuerySet:
         """Neither used nor superseded (it may still have expired)."""
@@ -95,7 +102,28 @@ class SecretQuerySet(models.QuerySet[Any]):
         return self.live().update(superseded_at=timezone.now())
 
 
-class LinkToken(models.Model):
+class OneTimeSecret(models.Model):
+    """What every emailed secret shares: link tokens, login codes, later kinds.
+
+    A one-time secret is stored only as a keyed hash (the plaintext exists only in
+    the email), is good for a single use (``used_at``), is superseded by the next
+    one minted in its place (``superseded_at``) and expires (``expires_at``). A
+    subclass adds its hash, its user and outbox foreign keys (each with its own
+    ``related_name``), its ``Meta`` with named indexes, and ``__str__``.
+    """
+
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+    expires_at = models.DateTimeField(_("expires at"))
+    used_at = models.DateTimeField(_("used at"), null=True, blank=True)
+    superseded_at = models.DateTimeField(_("superseded at"), null=True, blank=True)
+
+    objects = SecretQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+
+
+class LinkToken(OneTimeSecret):
     """A single-use emailed link token, stored only as a keyed hash.
 
     ``purpose`` scopes a token to one flow: a verification token never resets a
@@ -124,12 +152,6 @@ class LinkToken(models.Model):
         blank=True,
         related_name="link_tokens",
     )
-    created_at = models.DateTimeField(_("created at"), default=timezone.now)
-    expires_at = models.DateTimeField(_("expires at"))
-    used_at = models.DateTimeField(_("used at"), null=True, blank=True)
-    superseded_at = models.DateTimeField(_("superseded at"), null=True, blank=True)
-
-    objects = SecretQuerySet.as_manager()
 
     class Meta:
         verbose_name = _("link token")
@@ -144,7 +166,7 @@ class LinkToken(models.Model):
         return f"{self.get_purpose_display()} #{self.pk}"
 
 
-class LoginCode(models.Model):
+class LoginCode(OneTimeSecret):
     """A one-time sign-in code, stored only as a keyed hash bound to its user.
 
     Single use; dies after ``LOGIN_CODE_MAX_ATTEMPTS`` wrong guesses; superseded by
@@ -165,13 +187,7 @@ class LoginCode(models.Model):
         related_name="login_codes",
     )
     ip = models.GenericIPAddressField(_("requested from"), null=True, blank=True)
-    created_at = models.DateTimeField(_("created at"), default=timezone.now)
-    expires_at = models.DateTimeField(_("expires at"))
     attempts = models.PositiveIntegerField(_("wrong attempts"), default=0)
-    used_at = models.DateTimeField(_("used at"), null=True, blank=True)
-    superseded_at = models.DateTimeField(_("superseded at"), null=True, blank=True)
-
-    objects = SecretQuerySet.as_manager()
 
     class Meta:
         verbose_name = _("login code")

@@ -115,24 +115,6 @@ def test_backfill_reports_identities_the_normal_form_would_merge_or_refuse(
     assert keys[old_keys["plain"].pk] == "ann@example.com"
 
 
-def test_the_rekeying_migration_changes_only_what_is_safe_and_says_so(
-    old_keys: dict[str, EmailIdentity], capsys: Any
-) -> None:
-    import importlib
-
-    from django.apps import apps
-
-    migration = importlib.import_module("kinwise_auth.migrations.0005_rekey_identities")
-    migration.rekey(apps, None)
-
-    keys = dict(EmailIdentity.objects.values_list("pk", "email_normalized"))
-    assert keys[old_keys["quoted"].pk] == "eve@example.com"
-    assert keys[old_keys["idn"].pk] == "cm@ex\u00e4mple.com"
-    printed = capsys.readouterr().out
-    assert "1 identity key(s) re-keyed; 3 left unchanged" in printed
-    assert "kinwise_auth_backfill --dry-run" in printed
-
-
 def test_redrive_command(settings: Any) -> None:
     register_user(email="a@example.com", password=PASSWORD, meta=RequestMeta())
     OutboxEmail.objects.update(
