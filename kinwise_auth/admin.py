@@ -13,7 +13,7 @@ from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from . import emails
+from . import outbox
 from .models import AuthEvent, EmailIdentity, LinkToken, LoginCode, OutboxEmail
 from .services.sign_in_failures import unlock
 
@@ -103,7 +103,7 @@ class OutboxEmailAdmin(ReadOnlyAdmin):
         # Not rows being sent right now: that could send one email twice.
         resendable = [OutboxEmail.Status.FAILED, OutboxEmail.Status.PENDING]
         ids = list(queryset.filter(status__in=resendable).values_list("pk", flat=True))
-        published = emails.requeue(ids)
+        published = outbox.requeue(ids)
         self.message_user(
             request,
             ngettext(

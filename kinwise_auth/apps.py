@@ -12,7 +12,9 @@ class KinwiseAuthConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import checks, conf  # noqa: F401  (registers checks and receivers)
+        # Checks and setting receivers register on import; so does the delivery
+        # task, which the outbox publishes by name.
+        from . import checks, conf, tasks  # noqa: F401
 
         try:
             import drf_spectacular  # noqa: F401

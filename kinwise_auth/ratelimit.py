@@ -26,6 +26,7 @@ __all__ = [
     "valid_ip",
     "ip_key",
     "email_key",
+    "account_key",
     "limit",
     "limit_failures",
     "forgive",
@@ -165,7 +166,7 @@ def clear(
     values = {
         "ip": ip_key(ip) if ip else None,
         "email": email_key(email) if email else None,
-        "account": f"user:{user_id}" if user_id is not None else None,
+        "account": account_key(user_id) if user_id is not None else None,
     }
     keys = []
     for scope, rates in auth_settings.RATE_LIMITS.items():
@@ -214,5 +215,10 @@ def limit_email(request: HttpRequest, scope: str, email: str) -> None:
     limit(request, scope, "email", email_key(email))
 
 
+def account_key(user_id: object) -> str:
+    """What an account's budget is keyed by."""
+    return f"user:{user_id}"
+
+
 def limit_account(request: HttpRequest, scope: str, user_id: object) -> None:
-    limit(request, scope, "account", f"user:{user_id}")
+    limit(request, scope, "account", account_key(user_id))

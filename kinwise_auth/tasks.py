@@ -11,8 +11,9 @@ import random
 from celery import shared_task
 from celery.utils.time import get_exponential_backoff_interval
 
-from . import emails, maintenance
+from . import emails, maintenance, outbox
 from .conf import auth_settings
+from .publishing import DELIVER_TASK
 
 __all__ = ["deliver", "requeue_unsent", "purge_expired"]
 
@@ -21,7 +22,7 @@ logger = logging.getLogger(__name__)
 
 @shared_task(
     bind=True,
-    name="kinwise_auth.tasks.deliver",
+    name=DELIVER_TASK,
     acks_late=True,
     reject_on_worker_lost=True,
     ignore_result=True,
@@ -36,10 +37,10 @@ def deliver(self, outbox_id: int) -> None:  # type: ignore[no-untyped-def]
     marked failed and audited.
     """
     try:
-        emails.deliver(outbox_id)
+        emails.send(outbox_id)
     except emails.TRANSIENT_ERRORS as exc:
         if self.request.retries >= auth_settings.DELIVERY_MAX_RETRIES:
-            emails.mark_failed(outbox_id, exc)
+            outbox.mark_failed(outbox_id, exc)
             return
         ceiling = get_exponential_backoff_interval(
             factor=auth_settings.DELIVERY_RETRY_BACKOFF,
@@ -49,7 +50,7 @@ def deliver(self, outbox_id: int) -> None:  # type: ignore[no-untyped-def]
         # "Equal" jitter: at least half the step, so a failing server is never
         # retried at once, yet workers that failed together spread out.
         countdown = round(ceiling / 2 + random.uniform(0, ceiling / 2), 3)
-        emails.release_for_retry(outbox_id, exc, countdown)
+        outbox.release_for_retry(outbox_id, exc, countdown)
         logger.warning(
             "kinwise_auth: outbox email %s not sent (%s); retry in %ss",
             outbox_id,
@@ -59,14 +60,14 @@ def deliver(self, outbox_id: int) -> None:  # type: ignore[no-untyped-def]
         raise self.retry(countdown=countdown) from None
     except Exception as exc:
         # Not transient (a template or data error): retrying cannot help.
-        emails.mark_failed(outbox_id, exc)
+        outbox.mark_failed(outbox_id, exc)
         raise
 
 
 @shared_task(name="kinwise_auth.tasks.requeue_unsent", ignore_result=True)
 def requeue_unsent() -> int:
     """Re-publish outbox rows left pending (broker was down) or whose claim expired."""
-    return emails.requeue_unsent()
+    return outbox.requeue_unsent()
 
 
 @shared_task(name="kinwise_auth.tasks.purge_expired", ignore_result=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from django.contrib.auth.signals import user_logged_in
 from django.db import transaction
@@ -22,7 +22,7 @@ from rest_framework_simplejwt.authentication import JWTAuthentication
 
 from . import ratelimit, services
 from .conf import auth_settings
-from .errors import EmailTaken, PasswordRejected, RequestTooLarge
+from .errors import AuthError, EmailTaken, PasswordRejected, RequestTooLarge
 from .exceptions import exception_handler
 from .models import LinkToken
 from .parsers import BoundedJSONParser
@@ -60,11 +60,23 @@ __all__ = [
 
 
 class AuthAPIView(APIView):
-    """The base of every endpoint: its DRF policies are pinned, not the host's.
+    """The base of every endpoint, and the one request pipeline.
 
-    A host's ``DEFAULT_*`` settings (session auth and CSRF, ``IsAuthenticated``,
-    throttles, form parsers) never leak in. Views opt out of ``ATOMIC_REQUESTS``
-    so that counters a service commits survive the error it then raises.
+    1. ``initial()``: the per-IP budget (``request_scope`` or ``scope``) before
+       the body is parsed or a token authenticated; the body size.
+    2. ``serializer_class`` validates the body.
+    3. The budgets the body names: ``scope``'s per-IP budget when
+       ``request_scope`` took the one before parsing, per email
+       (``email_field``), per account (:meth:`account_of`). ``spend`` says which
+       requests they count: every one, only failures, or only accepted forms.
+    4. :meth:`perform` calls the endpoint's one service and builds the answer;
+       the errors the service raises become ``{"detail", "code"}`` or, for
+       ``field_errors`` and refused passwords, the validation shape.
+
+    The DRF policies are pinned, not the host's: a host's ``DEFAULT_*``
+    settings (session auth and CSRF, ``IsAuthenticated``, throttles, form
+    parsers) never leak in. Views opt out of ``ATOMIC_REQUESTS`` so that
+    counters a service commits survive the error it then raises.
     """
 
     authentication_classes: tuple[type[Any], ...] = ()
@@ -80,6 +92,14 @@ class AuthAPIView(APIView):
     #: when set, ``scope``'s own per-IP rate counts only well-formed requests.
     request_scope: ClassVar[str | None] = None
     serializer_class: ClassVar[type[serializers.Serializer[Any]]]
+    #: The body field whose address keys the per-email budget (None: no such one).
+    email_field: ClassVar[str | None] = "email"
+    #: Which requests the body's budgets count: ``"every"`` one, only
+    #: ``"failures"`` (a success gives its attempt back), or only ``"accepted"``
+    #: forms (a password the validators refuse gives it back).
+    spend: ClassVar[Literal["every", "failures", "accepted"]] = "every"
+    #: Service errors answered in the validation shape, on the named field.
+    field_errors: ClassVar[dict[type[AuthError], str]] = {}
 
     @classmethod
     def as_view(cls, **initkwargs: Any) -> Any:
@@ -100,6 +120,68 @@ class AuthAPIView(APIView):
         if length > int(auth_settings.MAX_BODY_SIZE):
             raise RequestTooLarge()
 
+    @sensitive_variables()
+    def post(self, request: Request) -> Response:
+        return self.handle(request, request.data)
+
+    @sensitive_variables()
+    def handle(self, request: Request, data: Any) -> Response:
+        """Validate ``data``, spend the budgets it names, then :meth:`perform`."""
+        serializer = self.serializer_class(data=data)
+        serializer.is_valid(raise_exception=True)
+        values: dict[str, Any] = dict(serializer.validated_data)
+        budgets = self.budgets(request, values)
+        for kind, key in budgets:
+            if self.spend == "every":
+                ratelimit.limit(request, self.scope, kind, key)
+            else:
+                ratelimit.limit_failures(request, self.scope, kind, key)
+        try:
+            response = self.perform(request, values)
+        except AuthError as exc:
+            if self.spend == "accepted" and isinstance(exc, PasswordRejected):
+                self.give_back(request, budgets)
+            raise self.answer_for(exc) from None
+        if self.spend == "failures":
+            self.give_back(request, budgets)
+        return response
+
+    @sensitive_variables()
+    def budgets(
+        self, request: Request, values: dict[str, Any]
+    ) -> list[tuple[str, str]]:
+        """The ``(kind, key)`` budgets of ``scope`` that this body spends."""
+        budgets = []
+        if self.request_scope:
+            budgets.append(("ip", ratelimit.ip_key(ratelimit.client_ip(request))))
+        if self.email_field and self.email_field in values:
+            budgets.append(("email", ratelimit.email_key(values[self.email_field])))
+        account = self.account_of(request, values)
+        if account is not None:
+            budgets.append(("account", ratelimit.account_key(account)))
+        return budgets
+
+    def account_of(self, request: Request, values: dict[str, Any]) -> Any:
+        """The account the body names, whose per-account budget it spends."""
+        return None
+
+    def give_back(self, request: Request, budgets: list[tuple[str, str]]) -> None:
+        for kind, key in budgets:
+            ratelimit.forgive(request, self.scope, kind, key)
+
+    def answer_for(self, exc: AuthError) -> Exception:
+        """``exc``, or the validation error it is answered as."""
+        if isinstance(exc, PasswordRejected):
+            return serializers.ValidationError({exc.field: exc.messages}, code=exc.code)
+        field = self.field_errors.get(type(exc))
+        if field is None:
+            return exc
+        return serializers.ValidationError({field: [str(exc.detail)]}, code=exc.code)
+
+    def perform(self, request: Request, values: dict[str, Any]) -> Response:
+        """Call the endpoint's service with the validated ``values``; the answer."""
+        raise NotImplementedError
+
     def meta(self, request: Request) -> services.RequestMeta:
         user_agent = "".join(
             char
@@ -109,22 +191,6 @@ class AuthAPIView(APIView):
         return services.RequestMeta(
             ip=ratelimit.valid_ip(ratelimit.client_ip(request)), user_agent=user_agent
         )
-
-    #: The body field whose address keys the per-email limit (None: no such limit).
-    email_field: ClassVar[str | None] = "email"
-
-    @sensitive_variables()
-    def validated(self, request: Request, data: Any) -> dict[str, Any]:
-        """Validation, then the scope's per-IP limit if ``request_scope`` took the
-        one before parsing, then the email limit when there is an email."""
-        serializer = self.serializer_class(data=data)
-        serializer.is_valid(raise_exception=True)
-        values: dict[str, Any] = dict(serializer.validated_data)
-        if self.request_scope:
-            ratelimit.limit_ip(request, self.scope)
-        if self.email_field and self.email_field in values:
-            ratelimit.limit_email(request, self.scope, values[self.email_field])
-        return values
 
     def user_payload(self, user: Any) -> Any:
         return auth_settings.USER_SERIALIZER(user).data
@@ -140,7 +206,7 @@ class AuthAPIView(APIView):
 
 class SignedInAPIView(AuthAPIView):
     """An endpoint for a signed-in user: JWT only (a host's session auth never
-    applies), limited per IP and per account."""
+    applies), limited per IP and per account before the body is parsed."""
 
     authentication_classes = (JWTAuthentication,)
     permission_classes = (IsAuthenticated,)
@@ -158,42 +224,32 @@ class LinkAPIView(AuthAPIView):
     link_purpose: ClassVar[str]
 
     @sensitive_variables()
-    def validated(self, request: Request, data: Any) -> dict[str, Any]:
-        values = super().validated(request, data)
-        if auth_settings.rate(self.scope, "account"):
-            owner = services.link_owner(values["token"], self.link_purpose)
-            if owner is not None:
-                ratelimit.limit_account(request, self.scope, owner)
-        return values
-
-
-def password_rejected(exc: PasswordRejected) -> serializers.ValidationError:
-    return serializers.ValidationError({exc.field: exc.messages}, code=exc.code)
+    def account_of(self, request: Request, values: dict[str, Any]) -> Any:
+        if not auth_settings.rate(self.scope, "account"):
+            return None  # no budget: spare the query
+        return services.link_owner(values["token"], self.link_purpose)
 
 
 class RegisterView(AuthAPIView):
-    """The plan's per-IP budget counts registrations, not refused forms: a
-    newcomer who mistypes a password twice is not locked out for an hour."""
+    """The plan's per-IP and per-email budgets count registrations, not refused
+    forms: a newcomer who mistypes a password twice is not locked out for an
+    hour. Every request spends ``register_request`` before parsing."""
 
     scope = "register"
     request_scope = "register_request"
     serializer_class = RegisterSerializer
+    spend = "accepted"
+    field_errors = {EmailTaken: "email"}
 
     @sensitive_variables()
-    def post(self, request: Request) -> Response:
-        data = self.validated(request, request.data)
-        try:
-            result = services.register_user(
-                email=data["email"],
-                password=data["password"],
-                first_name=data["first_name"],
-                last_name=data["last_name"],
-                meta=self.meta(request),
-            )
-        except EmailTaken as exc:
-            raise serializers.ValidationError(
-                {"email": [str(exc.detail)]}, code=exc.code
-            ) from None
+    def perform(self, request: Request, values: dict[str, Any]) -> Response:
+        result = services.register_user(
+            email=values["email"],
+            password=values["password"],
+            first_name=values["first_name"],
+            last_name=values["last_name"],
+            meta=self.meta(request),
+        )
         body: dict[str, Any] = {
             "message": _(
                 "Registration successful. Please check your email to verify "
@@ -215,22 +271,17 @@ class VerifyEmailView(LinkAPIView):
     link_purpose = LinkToken.Purpose.VERIFY_EMAIL
 
     @sensitive_variables()
-    def post(self, request: Request) -> Response:
-        return self._verify(request, request.data)
-
-    @sensitive_variables()
     def get(self, request: Request) -> Response:
         data = request.query_params.copy()
         # Keep the token out of error reports of this request (they show the URL
         # and its query); a web server's access log still has it: prefer POST.
         request._request.GET = QueryDict()
         request._request.META["QUERY_STRING"] = ""
-        return self._verify(request, data)
+        return self.handle(request, data)
 
     @sensitive_variables()
-    def _verify(self, request: Request, data: Any) -> Response:
-        token = self.validated(request, data)["token"]
-        result = services.verify_email(token=token, meta=self.meta(request))
+    def perform(self, request: Request, values: dict[str, Any]) -> Response:
+        result = services.verify_email(token=values["token"], meta=self.meta(request))
         if result.already_verified:
             # A used link may have outlived its address: it shows nobody's data.
             return Response({"message": _("Email already verified")})
@@ -250,10 +301,8 @@ class ResendVerificationView(AuthAPIView):
     scope = "resend_verification"
     serializer_class = EmailSerializer
 
-    @sensitive_variables()
-    def post(self, request: Request) -> Response:
-        email = self.validated(request, request.data)["email"]
-        services.resend_verification(email=email, meta=self.meta(request))
+    def perform(self, request: Request, values: dict[str, Any]) -> Response:
+        services.resend_verification(email=values["email"], meta=self.meta(request))
         return Response(
             {"message": _("If the email exists, a verification email has been sent.")}
         )
@@ -263,10 +312,8 @@ class LoginCodeRequestView(AuthAPIView):
     scope = "otp_request"
     serializer_class = EmailSerializer
 
-    @sensitive_variables()
-    def post(self, request: Request) -> Response:
-        email = self.validated(request, request.data)["email"]
-        services.request_login_code(email=email, meta=self.meta(request))
+    def perform(self, request: Request, values: dict[str, Any]) -> Response:
+        services.request_login_code(email=values["email"], meta=self.meta(request))
         lifetime = auth_settings.LOGIN_CODE_LIFETIME
         return Response(
             {
@@ -281,10 +328,9 @@ class LoginCodeVerifyView(AuthAPIView):
     serializer_class = LoginCodeSerializer
 
     @sensitive_variables()
-    def post(self, request: Request) -> Response:
-        data = self.validated(request, request.data)
+    def perform(self, request: Request, values: dict[str, Any]) -> Response:
         result = services.verify_login_code(
-            email=data["email"], code=data["code"], meta=self.meta(request)
+            email=values["email"], code=values["code"], meta=self.meta(request)
         )
         return self.signed_in(request, result)
 
@@ -295,53 +341,59 @@ class LoginView(AuthAPIView):
 
     scope = "login"
     serializer_class = LoginSerializer
-    email_field = None  # counted below, failures only
+    spend = "failures"
 
     @sensitive_variables()
-    def post(self, request: Request) -> Response:
-        data = self.validated(request, request.data)
-        key = ratelimit.email_key(data["email"])
-        ratelimit.limit_failures(request, self.scope, "email", key)
+    def perform(self, request: Request, values: dict[str, Any]) -> Response:
         result = services.login_with_password(
-            email=data["email"],
-            password=data["password"],
+            email=values["email"],
+            password=values["password"],
             meta=self.meta(request),
             auth_request=request._request,
         )
-        ratelimit.forgive(request, self.scope, "email", key)
         return self.signed_in(request, result)
 
 
 class TokenRefreshView(AuthAPIView):
+    """Limited per IP, then, once the token is verified, per its account."""
+
     scope = "token_refresh"
     serializer_class = RefreshSerializer
 
     @sensitive_variables()
-    def post(self, request: Request) -> Response:
-        token = services.parse_refresh(self.validated(request, request.data)["refresh"])
-        ratelimit.limit_account(
-            request, self.scope, services.refresh_token_user_id(token)
-        )
-        return Response(services.refresh_session(token))
+    def account_of(self, request: Request, values: dict[str, Any]) -> Any:
+        # Verified first (signature, expiry, revocation): a token that is not
+        # live is a 401 that spends no account's budget. Parsed once.
+        values["refresh"] = services.parse_refresh(values["refresh"])
+        return services.refresh_token_user_id(values["refresh"])
+
+    @sensitive_variables()
+    def perform(self, request: Request, values: dict[str, Any]) -> Response:
+        return Response(services.refresh_session(values["refresh"]))
 
 
 class LogoutView(AuthAPIView):
+    """Limited per IP, then, for a genuine token (revoked or not), per its account."""
+
     scope = "logout"
     serializer_class = RefreshSerializer
 
     @sensitive_variables()
-    def post(self, request: Request) -> Response:
-        refresh = self.validated(request, request.data)["refresh"]
-        claims = services.refresh_claims(refresh)
-        if claims is not None:
-            user_id = claims.get(jwt_settings.api_settings.USER_ID_CLAIM)
-            ratelimit.limit_account(request, self.scope, user_id)
-        services.logout(refresh=refresh, meta=self.meta(request))
+    def account_of(self, request: Request, values: dict[str, Any]) -> Any:
+        claims = services.refresh_claims(values["refresh"])
+        if claims is None:
+            return None
+        return claims.get(jwt_settings.api_settings.USER_ID_CLAIM)
+
+    @sensitive_variables()
+    def perform(self, request: Request, values: dict[str, Any]) -> Response:
+        services.logout(refresh=values["refresh"], meta=self.meta(request))
         return Response(status=status.HTTP_205_RESET_CONTENT)
 
 
 class MeView(SignedInAPIView):
     scope = "me"
+    http_method_names = ["get", "head", "options"]
 
     def get(self, request: Request) -> Response:
         return Response(self.user_payload(request.user))
@@ -351,9 +403,8 @@ class PasswordResetView(AuthAPIView):
     scope = "password_reset"
     serializer_class = EmailSerializer
 
-    def post(self, request: Request) -> Response:
-        email = self.validated(request, request.data)["email"]
-        services.request_password_reset(email=email, meta=self.meta(request))
+    def perform(self, request: Request, values: dict[str, Any]) -> Response:
+        services.request_password_reset(email=values["email"], meta=self.meta(request))
         return Response(
             {
                 "message": _(
@@ -370,16 +421,12 @@ class PasswordResetConfirmView(LinkAPIView):
     link_purpose = LinkToken.Purpose.PASSWORD_RESET
 
     @sensitive_variables()
-    def post(self, request: Request) -> Response:
-        data = self.validated(request, request.data)
-        try:
-            services.reset_password(
-                token=data["token"],
-                new_password=data["new_password"],
-                meta=self.meta(request),
-            )
-        except PasswordRejected as exc:
-            raise password_rejected(exc) from None
+    def perform(self, request: Request, values: dict[str, Any]) -> Response:
+        services.reset_password(
+            token=values["token"],
+            new_password=values["new_password"],
+            meta=self.meta(request),
+        )
         return Response(
             {"message": _("Your password has been reset. You can now sign in.")}
         )
@@ -390,17 +437,13 @@ class PasswordChangeView(SignedInAPIView):
     serializer_class = PasswordChangeSerializer
 
     @sensitive_variables()
-    def post(self, request: Request) -> Response:
-        data = self.validated(request, request.data)
-        try:
-            tokens = services.change_password(
-                user=request.user,
-                current_password=data["current_password"],
-                new_password=data["new_password"],
-                meta=self.meta(request),
-            )
-        except PasswordRejected as exc:
-            raise password_rejected(exc) from None
+    def perform(self, request: Request, values: dict[str, Any]) -> Response:
+        tokens = services.change_password(
+            user=request.user,
+            current_password=values["current_password"],
+            new_password=values["new_password"],
+            meta=self.meta(request),
+        )
         return Response({"message": _("Your password has been changed."), **tokens})
 
 
@@ -410,12 +453,11 @@ class EmailChangeView(SignedInAPIView):
     email_field = "new_email"
 
     @sensitive_variables()
-    def post(self, request: Request) -> Response:
-        data = self.validated(request, request.data)
+    def perform(self, request: Request, values: dict[str, Any]) -> Response:
         services.request_email_change(
             user=request.user,
-            new_email=data["new_email"],
-            password=data["password"],
+            new_email=values["new_email"],
+            password=values["password"],
             meta=self.meta(request),
         )
         return Response(
@@ -434,9 +476,10 @@ class EmailChangeConfirmView(LinkAPIView):
     link_purpose = LinkToken.Purpose.EMAIL_CHANGE
 
     @sensitive_variables()
-    def post(self, request: Request) -> Response:
-        token = self.validated(request, request.data)["token"]
-        user = services.confirm_email_change(token=token, meta=self.meta(request))
+    def perform(self, request: Request, values: dict[str, Any]) -> Response:
+        user = services.confirm_email_change(
+            token=values["token"], meta=self.meta(request)
+        )
         return Response(self.user_payload(user))
 
 
@@ -445,9 +488,8 @@ class AccountDeleteView(SignedInAPIView):
     serializer_class = PasswordSerializer
 
     @sensitive_variables()
-    def post(self, request: Request) -> Response:
-        password = self.validated(request, request.data)["password"]
+    def perform(self, request: Request, values: dict[str, Any]) -> Response:
         services.delete_account(
-            user=request.user, password=password, meta=self.meta(request)
+            user=request.user, password=values["password"], meta=self.meta(request)
         )
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -61,7 +61,7 @@ def delivered_text(kind: str, context: dict[str, Any], make_user: Any) -> str:
         context=context,
     )
     mail.outbox.clear()
-    assert emails.deliver(row.pk) == OutboxEmail.Status.SENT
+    assert emails.send(row.pk) == OutboxEmail.Status.SENT
     (message,) = mail.outbox
     return str(message.body)
 

@@ -15,7 +15,7 @@ from django.db import transaction
 from django.test import override_settings
 from django.utils import timezone
 
-from kinwise_auth import emails, tasks
+from kinwise_auth import emails, outbox, tasks
 from kinwise_auth.models import AuthEvent, LinkToken, OutboxEmail
 from kinwise_auth.services import RequestMeta, register_user
 
@@ -114,7 +114,7 @@ def test_the_redrive_sends_what_waited_once_the_broker_is_back(
     OutboxEmail.objects.update(available_at=timezone.now() - timedelta(minutes=2))
 
     assert tasks.requeue_unsent.apply().get() == 1
-    assert emails.requeue_unsent() == 0  # moved out of the due window
+    assert outbox.requeue_unsent() == 0  # moved out of the due window
 
     broker_down.drain()
     assert OutboxEmail.objects.get().status == Status.SENT
@@ -124,7 +124,7 @@ def test_the_redrive_sends_what_waited_once_the_broker_is_back(
 def test_the_redrive_leaves_fresh_rows_to_their_own_publish(broker: Any) -> None:
     register()
 
-    assert emails.requeue_unsent() == 0
+    assert outbox.requeue_unsent() == 0
     assert len(broker) == 1
 
 
@@ -132,17 +132,17 @@ def test_a_row_is_sent_once_even_if_delivered_twice(broker: Any) -> None:
     register()
     row = OutboxEmail.objects.get()
 
-    assert emails.deliver(row.pk) == Status.SENT
-    assert emails.deliver(row.pk) == "not_claimed"
+    assert emails.send(row.pk) == Status.SENT
+    assert emails.send(row.pk) is None
     assert len(mail.outbox) == 1
 
 
 def test_a_live_claim_keeps_other_workers_off(broker: Any) -> None:
     register()
     row = OutboxEmail.objects.get()
-    emails._claim(row.pk)
+    outbox.claim(row.pk)
 
-    assert emails.deliver(row.pk) == "not_claimed"
+    assert emails.send(row.pk) is None
     assert mail.outbox == []
 
 
@@ -159,7 +159,7 @@ def test_an_expired_claim_is_redriven_with_a_fresh_token(
         status=Status.SENDING, claimed_until=row.created_at
     )
 
-    assert emails.requeue_unsent() == 1
+    assert outbox.requeue_unsent() == 1
     broker.drain()
 
     first.refresh_from_db()

@@ -12,16 +12,13 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
-from django.utils import timezone
 
-from kinwise_auth import crypto
 from kinwise_auth.models import (
     AuthEvent,
     EmailIdentity,
@@ -29,6 +26,7 @@ from kinwise_auth.models import (
     LoginCode,
     OutboxEmail,
 )
+from kinwise_auth.services.secrets import mint_link, mint_login_code
 
 from .conftest import PASSWORD
 from .seeding import user_columns
@@ -130,24 +128,11 @@ def _assert_indexed(captured: CaptureQueriesContext) -> None:
 
 
 def _new_code(user: Any) -> str:
-    code = crypto.new_login_code(6)
-    LoginCode.objects.create(
-        user=user,
-        code_hash=crypto.keyed_hash(crypto.login_code_message(user.pk, code)),
-        expires_at=timezone.now() + timedelta(minutes=10),
-    )
-    return code
+    return mint_login_code(user=user)
 
 
 def _new_link(user: Any) -> str:
-    token = crypto.new_link_token()
-    LinkToken.objects.create(
-        user=user,
-        purpose=LinkToken.Purpose.VERIFY_EMAIL,
-        token_hash=crypto.keyed_hash(token),
-        expires_at=timezone.now() + timedelta(hours=24),
-    )
-    return token
+    return mint_link(user=user, purpose=LinkToken.Purpose.VERIFY_EMAIL)
 
 
 def test_code_verify_uses_indexes(api: Any, make_user: Any) -> None:

@@ -9,20 +9,19 @@ another key (another IP, another address or account) still gets through.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 from django.urls import URLPattern, resolve, reverse
-from django.utils import timezone
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import RefreshToken
 
-from kinwise_auth import crypto, urls
+from kinwise_auth import urls
 from kinwise_auth.conf import DEFAULTS
 from kinwise_auth.models import LinkToken
+from kinwise_auth.services.secrets import mint_link
 
 from .conftest import PASSWORD, register_body
 
@@ -60,15 +59,7 @@ class Accounts:
     def link(self, who: str, purpose: str, email: str = "") -> str:
         """A fresh live link of ``purpose`` for ``who``: a new token each call, so
         a per-account limit is shown to count the account, not the token."""
-        token = crypto.new_link_token()
-        LinkToken.objects.create(
-            user=self.users[who],
-            purpose=purpose,
-            token_hash=crypto.keyed_hash(token),
-            email=email,
-            expires_at=timezone.now() + dt.timedelta(hours=1),
-        )
-        return token
+        return mint_link(user=self.users[who], purpose=purpose, email=email)
 
 
 # url name -> how to call it for ``who`` the n-th time. Every call is well formed,

@@ -8,7 +8,6 @@ permissions, groups and address are as before.
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 from collections.abc import Callable
 from typing import Any
@@ -17,12 +16,11 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core import mail
-from django.utils import timezone
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import RefreshToken
 
-from kinwise_auth import crypto
 from kinwise_auth.models import EmailIdentity, LinkToken
+from kinwise_auth.services.secrets import mint_link
 
 from .conftest import PASSWORD
 
@@ -88,13 +86,7 @@ def password_change(user: Any) -> tuple[APIClient, str, dict[str, Any], set[str]
 def password_reset_confirm(
     user: Any,
 ) -> tuple[APIClient, str, dict[str, Any], set[str]]:
-    token = crypto.new_link_token()
-    LinkToken.objects.create(
-        user=user,
-        purpose=LinkToken.Purpose.PASSWORD_RESET,
-        token_hash=crypto.keyed_hash(token),
-        expires_at=timezone.now() + dt.timedelta(hours=1),
-    )
+    token = mint_link(user=user, purpose=LinkToken.Purpose.PASSWORD_RESET)
     body = {
         "token": token,
         "new_password": NEW_PASSWORD,

@@ -8,19 +8,17 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.core import mail
-from django.utils import timezone
 from django.views.debug import ExceptionReporter
 from django.views.decorators.debug import sensitive_variables
 
 from kinwise_auth import crypto, emails
-from kinwise_auth.models import LoginCode
 from kinwise_auth.services import RequestMeta, verify_login_code
 from kinwise_auth.services.identities import find_identity
+from kinwise_auth.services.secrets import mint_login_code
 
 from .conftest import PASSWORD, register_body
 
@@ -107,8 +105,8 @@ def test_a_crash_while_minting_does_not_report_the_secret(
 
     monkeypatch.setattr(emails, "render_to_string", explode)
     with pytest.raises(RuntimeError) as raised:
-        emails.deliver(OutboxEmail.objects.get().pk)
-    # From emails.deliver down: what a worker's error report would hold.
+        emails.send(OutboxEmail.objects.get().pk)
+    # From emails.send down: what a worker's error report would hold.
     tb = raised.tb.tb_next
     text = ExceptionReporter(None, raised.type, raised.value, tb).get_traceback_html()
 
@@ -142,14 +140,10 @@ def test_services_called_outside_a_view_hide_their_secrets(
     make_user("alice@example.com")
     monkeypatch.setattr(crypto, "matches", explode)
     user = find_identity("alice@example.com").user  # type: ignore[union-attr]
-    LoginCode.objects.create(
-        user=user,
-        code_hash=crypto.keyed_hash(crypto.login_code_message(user.pk, "918273")),
-        expires_at=timezone.now() + timedelta(minutes=5),
-    )
+    code = mint_login_code(user=user)
 
     with pytest.raises(RuntimeError) as raised:
-        verify_login_code(email="alice@example.com", code="918273", meta=RequestMeta())
+        verify_login_code(email="alice@example.com", code=code, meta=RequestMeta())
     tb = raised.tb.tb_next  # from the service down
     text = ExceptionReporter(None, raised.type, raised.value, tb).get_traceback_html()
 

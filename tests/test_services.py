@@ -6,11 +6,10 @@ import datetime as dt
 from typing import Any
 
 import pytest
-from django.utils import timezone
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
-from kinwise_auth import crypto, services
+from kinwise_auth import services
 from kinwise_auth.errors import (
     AuthError,
     EmailNotVerified,
@@ -20,6 +19,7 @@ from kinwise_auth.errors import (
     TokenNotValid,
 )
 from kinwise_auth.models import AuthEvent, EmailIdentity, LinkToken, OutboxEmail
+from kinwise_auth.services.secrets import mint_link
 
 from .conftest import PASSWORD
 
@@ -32,16 +32,13 @@ def events() -> list[tuple[str, Any]]:
     return list(AuthEvent.objects.order_by("pk").values_list("event_type", "user_id"))
 
 
-def verification_link(user: Any, *, expires_in: float = 3600, **fields: Any) -> str:
-    token = crypto.new_link_token()
-    LinkToken.objects.create(
+def verification_link(user: Any, *, expires_in: float = 3600) -> str:
+    """A fresh verification link of ``user``; earlier ones are superseded."""
+    return mint_link(
         user=user,
         purpose=LinkToken.Purpose.VERIFY_EMAIL,
-        token_hash=crypto.keyed_hash(token),
-        expires_at=timezone.now() + dt.timedelta(seconds=expires_in),
-        **fields,
+        valid_for=dt.timedelta(seconds=expires_in),
     )
-    return token
 
 
 # --- verify_email ----------------------------------------------------------------
@@ -70,8 +67,8 @@ def test_verify_email_refuses_unknown_superseded_and_expired_tokens(
     make_user: Any,
 ) -> None:
     user = make_user("pending@example.com", verified=False)
-    superseded = verification_link(user, superseded_at=timezone.now())
-    expired = verification_link(user, expires_in=-1)
+    superseded = verification_link(user)
+    expired = verification_link(user, expires_in=-1)  # supersedes the first
 
     with pytest.raises(InvalidToken):
         services.verify_email(token="x" * 43, meta=META)

@@ -13,7 +13,7 @@ from django.template.loader import render_to_string
 from django.utils import translation
 
 import kinwise_auth
-from kinwise_auth import emails
+from kinwise_auth import emails, outbox
 
 EMAIL_TEMPLATES = Path(kinwise_auth.__file__).parent / "templates/kinwise_auth/email"
 TEMPLATES = sorted(path.name for path in EMAIL_TEMPLATES.iterdir())
@@ -108,9 +108,9 @@ def test_delivery_renders_in_the_language_active_when_it_runs(
     french: None, make_user: Any
 ) -> None:
     user = make_user("ada@example.com")
-    row = emails.queue("password_changed", recipient="ada@example.com", user=user)
+    row = outbox.queue("password_changed", recipient="ada@example.com", user=user)
     with translation.override("fr"):
-        assert emails.deliver(row.pk) == "sent"
+        assert emails.send(row.pk) == "sent"
 
     (message,) = mail.outbox
     assert message.subject == "Le mot de passe app.example.com a été changé"

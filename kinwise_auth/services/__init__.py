@@ -13,12 +13,12 @@ from .email_verification import (
     resend_verification,
     verify_email,
 )
-from .link_tokens import link_owner
 from .login_code import request_login_code, verify_login_code
 from .meta import RequestMeta
 from .password import change_password, request_password_reset, reset_password
 from .password_login import login_with_password
 from .registration import Registration, register_user
+from .secrets import link_owner
 from .sessions import (
     SignIn,
     logout,

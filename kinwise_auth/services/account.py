@@ -9,13 +9,13 @@ from django.db import transaction
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.debug import sensitive_variables
 
-from .. import audit, emails
+from .. import audit, outbox
 from ..conf import auth_settings
 from ..models import EmailIdentity, OutboxEmail
 from .identities import lock_user
-from .link_tokens import retire_secrets
 from .meta import RequestMeta
 from .reauthentication import require_password
+from .secrets import retire_secrets
 from .sessions import revoke_refresh_tokens
 
 __all__ = ["delete_account"]
@@ -53,7 +53,7 @@ def delete_account(*, user: Any, password: str, meta: RequestMeta) -> None:
         )
         if address:
             # No user on the row: it must outlive the user it says goodbye to.
-            emails.queue(OutboxEmail.Kind.GOODBYE, recipient=address)
+            outbox.queue(OutboxEmail.Kind.GOODBYE, recipient=address)
         if auth_settings.ACCOUNT_DELETION == "deactivate":
             _scrub(user)
         else:

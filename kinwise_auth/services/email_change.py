@@ -10,14 +10,20 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.debug import sensitive_variables
 
-from .. import audit, emails
+from .. import audit, outbox
 from ..errors import EmailTaken, InvalidToken
 from ..models import LinkToken, OutboxEmail
 from ..normalization import normalize_email
 from .identities import find_identity
-from .link_tokens import lock_link, require_live, retire_secrets
 from .meta import RequestMeta
 from .reauthentication import require_password
+from .secrets import (
+    lock_link,
+    require_live,
+    retire_secrets,
+    supersede_links,
+    use_link,
+)
 
 __all__ = ["request_email_change", "confirm_email_change"]
 
@@ -47,19 +53,17 @@ def request_email_change(
         message=_("The password is not correct."),
     )
     with transaction.atomic():
-        LinkToken.objects.filter(
-            user=user, purpose=LinkToken.Purpose.EMAIL_CHANGE
-        ).supersede()
+        supersede_links(user, LinkToken.Purpose.EMAIL_CHANGE)
         holder = find_identity(new_email)
         if holder is not None and holder.user_id != user.pk and not holder.is_pending:
-            emails.queue(
+            outbox.queue(
                 OutboxEmail.Kind.ACCOUNT_EXISTS,
                 user=holder.user,
                 recipient=holder.email,
                 context={"attempt": "email_change"},
             )
         else:
-            emails.queue(
+            outbox.queue(
                 OutboxEmail.Kind.EMAIL_CHANGE,
                 user=user,
                 recipient=new_email,
@@ -108,10 +112,9 @@ def confirm_email_change(*, token: str, meta: RequestMeta) -> Any:
                 _set_user_email(user, old_email, new_email)
         except IntegrityError:
             raise EmailTaken() from None
-        link.used_at = now
-        link.save(update_fields=["used_at"])
+        use_link(link, now)
         retire_secrets(user)
-        emails.queue(
+        outbox.queue(
             OutboxEmail.Kind.EMAIL_CHANGED,
             user=user,
             recipient=old_email,

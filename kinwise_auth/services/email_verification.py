@@ -9,12 +9,12 @@ from django.db import transaction
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from .. import audit, emails
+from .. import audit, outbox
 from ..errors import InvalidToken
 from ..models import LinkToken, OutboxEmail
-from .identities import find_identity
-from .link_tokens import lock_link, require_live
+from .address_requests import queue_for_address
 from .meta import RequestMeta
+from .secrets import lock_link, require_live, use_link
 
 __all__ = ["Verification", "verify_email", "resend_verification"]
 
@@ -44,32 +44,27 @@ def verify_email(*, token: str, meta: RequestMeta) -> Verification:
         link, identity = found
         if link.used_at is not None or identity.is_verified:
             if link.used_at is None:
-                link.used_at = now
-                link.save(update_fields=["used_at"])
+                use_link(link, now)
             return Verification(user=link.user, already_verified=True)
         require_live(link, now)
         user = link.user
-        link.used_at = now
-        link.save(update_fields=["used_at"])
+        use_link(link, now)
         identity.verified_at = now
         identity.save(update_fields=["verified_at"])
         user.is_active = True
         user.save(update_fields=["is_active"])
-        emails.queue(OutboxEmail.Kind.WELCOME, user=user, recipient=identity.email)
+        outbox.queue(OutboxEmail.Kind.WELCOME, user=user, recipient=identity.email)
         audit.record("email_verified", user=user, meta=meta)
         return Verification(user=user, already_verified=False)
 
 
 def resend_verification(*, email: str, meta: RequestMeta) -> None:
-    """Queue a fresh verification link if ``email`` belongs to a pending account.
-
-    The request does the same work whatever the address: one lookup, one outbox
-    row, one audit row. The delivery task sends a link only to a pending account
-    and skips the row otherwise, so the answer cannot reveal the account's state.
-    """
-    with transaction.atomic():
-        identity = find_identity(email)
-        user = identity.user if identity is not None else None
-        recipient = identity.email if identity is not None else email
-        emails.queue(OutboxEmail.Kind.VERIFY_EMAIL, user=user, recipient=recipient)
-        audit.record("verification_requested", user=user, meta=meta)
+    """Queue a fresh verification link for ``email``: the same work whatever the
+    address; the delivery task sends a link only to a pending account, so the
+    answer cannot reveal the account's state."""
+    queue_for_address(
+        OutboxEmail.Kind.VERIFY_EMAIL,
+        email=email,
+        event="verification_requested",
+        meta=meta,
+    )

@@ -2,41 +2,32 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from django.db import transaction
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from .. import audit, crypto, emails
-from ..conf import auth_settings
+from .. import audit
 from ..errors import AuthError, CodeExpired, InvalidCode
-from ..models import LoginCode, OutboxEmail
+from ..models import OutboxEmail
 from . import sign_in_failures
-from .identities import find_identity
+from .address_requests import queue_for_address
 from .meta import RequestMeta
+from .secrets import CodeCheck, use_login_code
 from .sessions import SignIn, sign_in
 
 __all__ = ["request_login_code", "verify_login_code"]
 
 
 def request_login_code(*, email: str, meta: RequestMeta) -> None:
-    """Queue a login code for ``email``.
-
-    The request does the same work whatever the address (one lookup, one outbox
-    row, one audit row); the delivery task mints and sends a code only to an
-    active, verified account, so the answer reveals nothing.
-    """
-    with transaction.atomic():
-        identity = find_identity(email)
-        user = identity.user if identity is not None else None
-        emails.queue(
-            OutboxEmail.Kind.LOGIN_CODE,
-            user=user,
-            recipient=identity.email if identity is not None else email,
-            context={"ip": meta.ip},
-        )
-        audit.record("login_code_requested", user=user, meta=meta)
+    """Queue a login code for ``email``: the same work whatever the address; the
+    delivery task mints and sends a code only to an account that can sign in."""
+    queue_for_address(
+        OutboxEmail.Kind.LOGIN_CODE,
+        email=email,
+        event="login_code_requested",
+        meta=meta,
+        context={"ip": meta.ip},
+    )
 
 
 @sensitive_variables()
@@ -59,17 +50,10 @@ def verify_login_code(*, email: str, code: str, meta: RequestMeta) -> SignIn:
         user = identity.user if identity is not None else None
         if identity is not None and identity.can_sign_in:
             if not sign_in_failures.codes_exhausted(identity, now):
-                live = (
-                    LoginCode.objects.select_for_update()
-                    .filter(user=user)
-                    .live()
-                    .order_by("-created_at")
-                    .first()
-                )
-                signed_in = _check(live, code, now)
-                if signed_in:
+                check = use_login_code(user=user, code=code, now=now)
+                if check is CodeCheck.USED:
                     return sign_in(user, method="code", meta=meta)
-                if signed_in is None:
+                if check is CodeCheck.EXPIRED:
                     error = CodeExpired()
             if not isinstance(error, CodeExpired):
                 sign_in_failures.record_failure(identity, method="code", now=now)
@@ -80,22 +64,3 @@ def verify_login_code(*, email: str, code: str, meta: RequestMeta) -> SignIn:
         extra={"method": "code", "reason": error.code},
     )
     raise error
-
-
-@sensitive_variables()
-def _check(live: LoginCode | None, code: str, now: datetime) -> bool | None:
-    """Use ``live`` if ``code`` is it: True; None for the right code too late;
-    False for anything else, counting a wrong guess against the code."""
-    if live is None or live.attempts >= auth_settings.LOGIN_CODE_MAX_ATTEMPTS:
-        return False
-    if not crypto.matches(
-        crypto.login_code_message(live.user_id, code), live.code_hash
-    ):
-        live.attempts += 1
-        live.save(update_fields=["attempts"])
-        return False
-    if live.expires_at <= now:
-        return None
-    live.used_at = now
-    live.save(update_fields=["used_at"])
-    return True

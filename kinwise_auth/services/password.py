@@ -4,21 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib.auth.password_validation import validate_password
-from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.debug import sensitive_variables
 
-from .. import audit, emails
+from .. import audit, outbox
 from ..conf import auth_settings
-from ..errors import InvalidToken, PasswordRejected
+from ..errors import InvalidToken
 from ..models import LinkToken, OutboxEmail
-from .identities import find_identity
-from .link_tokens import lock_link, require_live, retire_secrets
+from .address_requests import queue_for_address
 from .meta import RequestMeta
+from .password_policy import check_password_policy
 from .reauthentication import require_password
+from .secrets import lock_link, require_live, retire_secrets, use_link
 from .sessions import issue_tokens, revoke_refresh_tokens
 
 __all__ = ["request_password_reset", "reset_password", "change_password"]
@@ -27,30 +26,16 @@ INVALID_RESET_LINK = _("Invalid or already used password reset link.")
 EXPIRED_RESET_LINK = _("This password reset link has expired. Request a new one.")
 
 
-@sensitive_variables()
-def check_new_password(password: str, user: Any) -> None:
-    """Apply ``AUTH_PASSWORD_VALIDATORS``; raise :class:`PasswordRejected`."""
-    try:
-        validate_password(password, user=user)
-    except ValidationError as exc:
-        raise PasswordRejected(list(exc.messages)) from None
-
-
 def request_password_reset(*, email: str, meta: RequestMeta) -> None:
-    """Queue a reset link for ``email``.
-
-    Same work whatever the address; the delivery task sends a link only to an
-    active or pending account, never to one an admin deactivated.
-    """
-    with transaction.atomic():
-        identity = find_identity(email)
-        user = identity.user if identity is not None else None
-        emails.queue(
-            OutboxEmail.Kind.PASSWORD_RESET,
-            user=user,
-            recipient=identity.email if identity is not None else email,
-        )
-        audit.record("password_reset_requested", user=user, meta=meta)
+    """Queue a reset link for ``email``: the same work whatever the address; the
+    delivery task sends a link only to an active or pending account, never to
+    one an admin deactivated."""
+    queue_for_address(
+        OutboxEmail.Kind.PASSWORD_RESET,
+        email=email,
+        event="password_reset_requested",
+        meta=meta,
+    )
 
 
 @sensitive_variables()
@@ -74,7 +59,7 @@ def reset_password(*, token: str, new_password: str, meta: RequestMeta) -> Any:
         user = link.user
         if identity.is_deactivated:
             raise InvalidToken(INVALID_RESET_LINK)
-        check_new_password(new_password, user)
+        check_password_policy(new_password, user=user)
         user.set_password(new_password)
         fields = ["password"]
         if not identity.is_verified:
@@ -82,13 +67,12 @@ def reset_password(*, token: str, new_password: str, meta: RequestMeta) -> Any:
             identity.save(update_fields=["verified_at"])
             user.is_active = True
             fields.append("is_active")
-            emails.queue(OutboxEmail.Kind.WELCOME, user=user, recipient=identity.email)
+            outbox.queue(OutboxEmail.Kind.WELCOME, user=user, recipient=identity.email)
         user.save(update_fields=fields)
-        link.used_at = now
-        link.save(update_fields=["used_at"])
+        use_link(link, now)
         retire_secrets(user)
         revoke_refresh_tokens(user)
-        emails.queue(
+        outbox.queue(
             OutboxEmail.Kind.PASSWORD_CHANGED,
             user=user,
             recipient=identity.email,
@@ -116,7 +100,7 @@ def change_password(
         meta=meta,
         message=_("The current password is not correct."),
     )
-    check_new_password(new_password, user)
+    check_password_policy(new_password, user=user)
     identity = getattr(user, "kinwise_identity", None)
     recipient = (
         identity.email if identity else getattr(user, user.get_email_field_name())
@@ -128,7 +112,7 @@ def change_password(
         revoke = bool(auth_settings.REVOKE_REFRESH_ON_PASSWORD_CHANGE)
         if revoke:
             revoke_refresh_tokens(user)
-        emails.queue(
+        outbox.queue(
             OutboxEmail.Kind.PASSWORD_CHANGED,
             user=user,
             recipient=recipient,

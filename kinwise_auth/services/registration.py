@@ -8,7 +8,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.views.decorators.debug import sensitive_variables
 
-from .. import audit, emails
+from .. import audit, outbox
 from ..conf import auth_settings
 from ..errors import EmailTaken
 from ..models import EmailIdentity, LinkToken, OutboxEmail
@@ -19,6 +19,8 @@ from .identities import (
     spend_like_a_new_account,
 )
 from .meta import RequestMeta
+from .password_policy import check_password_policy, unsaved_user
+from .secrets import supersede_links
 
 __all__ = ["Registration", "register_user"]
 
@@ -42,7 +44,9 @@ def register_user(
 ) -> Registration:
     """Create a pending account for ``email`` and queue its verification link.
 
-    ``password`` must pass ``AUTH_PASSWORD_VALIDATORS`` (the serializer checks).
+    Raises :class:`PasswordRejected` (on ``password``), before any other work,
+    when ``AUTH_PASSWORD_VALIDATORS`` refuse the password for this address and
+    these names.
     An address held by a pending account is registered again: the newest
     password, names and spelling replace the pending ones, every link mailed
     before dies, and a fresh link goes out (a pending account belongs to nobody
@@ -53,6 +57,9 @@ def register_user(
     registrations of one address leave one user.
     """
     profile = {"first_name": first_name, "last_name": last_name}
+    check_password_policy(
+        password, user=unsaved_user(email=email, profile=profile), field="password"
+    )
     with transaction.atomic():
         # The holder's user row is locked first (security rule 9's lock order),
         # so a verification racing this request is seen before we decide.
@@ -85,11 +92,9 @@ def register_user(
         holder = identity.user if identity is not None else None
         # The statement the other paths spend on retiring links; a verified
         # account's verification links have nothing left to do.
-        LinkToken.objects.filter(
-            user=holder, purpose=LinkToken.Purpose.VERIFY_EMAIL
-        ).supersede()
+        supersede_links(holder, LinkToken.Purpose.VERIFY_EMAIL)
         # To the stored address, never the look-alike just typed (CVE-2019-19844).
-        emails.queue(
+        outbox.queue(
             OutboxEmail.Kind.ACCOUNT_EXISTS,
             user=holder,
             recipient=identity.email if identity is not None else email,
@@ -102,8 +107,8 @@ def _queue_verification(
     user: Any, identity: EmailIdentity, *, created: bool, meta: RequestMeta
 ) -> Registration:
     """Retire every link of the (new or replaced) pending account; mail a new one."""
-    LinkToken.objects.filter(user=user).supersede()
-    emails.queue(OutboxEmail.Kind.VERIFY_EMAIL, user=user, recipient=identity.email)
+    supersede_links(user)
+    outbox.queue(OutboxEmail.Kind.VERIFY_EMAIL, user=user, recipient=identity.email)
     audit.record(
         "user_registered" if created else "pending_registration_replaced",
         user=user,

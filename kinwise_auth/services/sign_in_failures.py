@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from .. import emails, ratelimit
+from .. import outbox, ratelimit
 from ..conf import auth_settings
 from ..models import EmailIdentity, OutboxEmail
 from .identities import find_identity
@@ -63,7 +63,7 @@ def record_failure(identity: EmailIdentity, *, method: str, now: datetime) -> No
     if threshold and identity.failed_sign_ins >= int(threshold) and notice_due:
         identity.attempts_notice_at = now
         fields.append("attempts_notice_at")
-        emails.queue(
+        outbox.queue(
             OutboxEmail.Kind.SIGN_IN_ATTEMPTS,
             user=identity.user,
             recipient=identity.email,

@@ -1,19 +1,77 @@
-"""Checking emailed link tokens, shared by every flow that consumes one."""
+"""Emailed link tokens: minted at delivery, checked and used by the flow that
+takes the link, superseded by the next of the same purpose."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.db import transaction
 from django.db.models import Subquery
+from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from .. import crypto
-from ..errors import InvalidToken, TokenExpired
-from ..models import EmailIdentity, LinkToken, LoginCode
+from ... import crypto
+from ...conf import auth_settings
+from ...errors import InvalidToken, TokenExpired
+from ...models import EmailIdentity, LinkToken, OutboxEmail
 
-__all__ = ["link_owner", "lock_link", "require_live", "retire_secrets"]
+__all__ = [
+    "lifetime",
+    "mint_link",
+    "link_owner",
+    "lock_link",
+    "require_live",
+    "use_link",
+    "supersede_links",
+]
+
+_LIFETIME_SETTINGS: dict[str, str] = {
+    LinkToken.Purpose.VERIFY_EMAIL: "EMAIL_VERIFICATION_LIFETIME",
+    LinkToken.Purpose.PASSWORD_RESET: "PASSWORD_RESET_LIFETIME",
+    LinkToken.Purpose.EMAIL_CHANGE: "EMAIL_CHANGE_LIFETIME",
+}
+
+
+def lifetime(purpose: str) -> timedelta:
+    """How long a ``purpose`` link lives (its setting, read now)."""
+    value: timedelta = getattr(auth_settings, _LIFETIME_SETTINGS[purpose])
+    return value
+
+
+@sensitive_variables()
+def mint_link(
+    *,
+    user: Any,
+    purpose: str,
+    email: str = "",
+    outbox: OutboxEmail | None = None,
+    valid_for: timedelta | None = None,
+) -> str:
+    """Mint a ``purpose`` link token for ``user``; return it, the only clear copy.
+
+    Every live token of that purpose dies first, so the newest link is the one
+    that works. Only the keyed hash is stored, with ``outbox`` (the email that
+    carries it) and ``email`` (the address an email-change link proves).
+    ``valid_for`` defaults to the purpose's lifetime setting.
+    """
+    token = crypto.new_link_token()
+    now = timezone.now()
+    with transaction.atomic():
+        # Locking the identity serialises minting per user, so two emails
+        # delivered at once cannot both leave a live token behind.
+        EmailIdentity.objects.select_for_update().filter(user=user).first()
+        supersede_links(user, purpose)
+        LinkToken.objects.create(
+            user=user,
+            purpose=purpose,
+            token_hash=crypto.keyed_hash(token),
+            email=email,
+            outbox=outbox,
+            expires_at=now + (lifetime(purpose) if valid_for is None else valid_for),
+        )
+    return token
 
 
 @sensitive_variables()
@@ -83,12 +141,15 @@ def require_live(
         raise TokenExpired(expired)
 
 
-def retire_secrets(user: Any) -> None:
-    """Supersede every live link and login code of ``user``.
+def use_link(link: LinkToken, now: datetime) -> None:
+    """Mark ``link`` used: it works once."""
+    link.used_at = now
+    link.save(update_fields=["used_at"])
 
-    After a password reset or change, or a move to another address, nothing
-    mailed before may still act on the account: not a reset link sent to an
-    address the user left, nor an email change an intruder started.
-    """
-    LinkToken.objects.filter(user=user).supersede()
-    LoginCode.objects.filter(user=user).supersede()
+
+def supersede_links(user: Any, purpose: str | None = None) -> int:
+    """Retire ``user``'s live links (of ``purpose`` only, when given)."""
+    links = LinkToken.objects.filter(user=user)
+    if purpose is not None:
+        links = links.filter(purpose=purpose)
+    return links.supersede()

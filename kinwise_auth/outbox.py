@@ -1,0 +1,169 @@
+"""The outbox: the intent to send an email, and its state until it is sent.
+
+* :func:`queue` records the intent (an :class:`OutboxEmail` row, no secret) in
+  the caller's transaction and publishes the row's id once that commits.
+* :func:`claim`, :func:`finish`, :func:`release_for_retry` and
+  :func:`mark_failed` move a row through a delivery (run by the task);
+  :func:`requeue` and :func:`requeue_unsent` publish rows again.
+
+Delivery is at least once: a row run again after a lost worker is claimed again
+once its claim expires (``OUTBOX_CLAIM_TIMEOUT``).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from functools import partial
+from typing import Any, cast
+
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from . import audit
+from .conf import auth_settings
+from .models import OutboxEmail
+from .publishing import publish
+
+__all__ = [
+    "queue",
+    "claim",
+    "finish",
+    "release_for_retry",
+    "mark_failed",
+    "requeue",
+    "requeue_unsent",
+]
+
+logger = logging.getLogger(__name__)
+
+Status = OutboxEmail.Status
+
+_FINAL = (Status.SENT, Status.SKIPPED, Status.FAILED)
+
+
+def queue(
+    kind: str,
+    *,
+    recipient: str,
+    user: AbstractBaseUser | None = None,
+    context: dict[str, Any] | None = None,
+) -> OutboxEmail:
+    """Record an email to send and publish it once the current transaction commits.
+
+    ``context`` is stored as is: it must hold nothing secret. The publish happens
+    in ``transaction.on_commit(..., robust=True)``: a rolled-back request sends
+    nothing, and a broker that is down leaves the row pending for
+    :func:`requeue_unsent` rather than failing the request.
+    """
+    row = OutboxEmail.objects.create(
+        kind=kind,
+        user=cast(Any, user),  # the host's user model; django-stubs say auth.User
+        recipient=recipient,
+        context=context or {},
+    )
+    transaction.on_commit(partial(publish, row.pk), robust=True)
+    return row
+
+
+def claim(outbox_id: int) -> OutboxEmail | None:
+    """Take the row for one delivery attempt, with its user; None when it is
+    final already, or claimed by another worker whose claim has not expired."""
+    now = timezone.now()
+    with transaction.atomic():
+        row = (
+            OutboxEmail.objects.select_for_update(of=("self",))
+            .select_related("user")
+            .filter(pk=outbox_id)
+            .first()
+        )
+        if row is None or row.status in _FINAL:
+            return None
+        if (
+            row.status == Status.SENDING
+            and row.claimed_until
+            and row.claimed_until > now
+        ):
+            return None  # another worker holds it
+        row.status = Status.SENDING
+        row.claimed_until = now + auth_settings.OUTBOX_CLAIM_TIMEOUT
+        row.attempts += 1
+        row.save(update_fields=["status", "claimed_until", "attempts"])
+    return row
+
+
+def finish(outbox_id: int, status: str, **fields: Any) -> None:
+    """Record the end of a claimed delivery: ``status`` and the given fields."""
+    OutboxEmail.objects.filter(pk=outbox_id).update(
+        status=status, claimed_until=None, **fields
+    )
+
+
+def _error_text(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:1000]
+
+
+def release_for_retry(outbox_id: int, exc: BaseException, countdown: float) -> None:
+    """Release the row after a transient failure; the task retries in ``countdown``."""
+    OutboxEmail.objects.filter(pk=outbox_id, status=Status.SENDING).update(
+        status=Status.PENDING,
+        claimed_until=None,
+        available_at=timezone.now() + timedelta(seconds=countdown),
+        last_error=_error_text(exc),
+    )
+
+
+def mark_failed(outbox_id: int, exc: BaseException) -> None:
+    """Record that the row's retries ran out: status failed, log and audit."""
+    finish(outbox_id, Status.FAILED, last_error=_error_text(exc))
+    row = OutboxEmail.objects.filter(pk=outbox_id).first()
+    logger.error(
+        "kinwise_auth: outbox email %s (%s) failed: %s",
+        outbox_id,
+        row.kind if row else "?",
+        _error_text(exc),
+    )
+    audit.record(
+        "email_delivery_failed",
+        user=row.user if row else None,
+        extra={
+            "outbox_id": outbox_id,
+            "kind": row.kind if row else "",
+            "error": _error_text(exc),
+        },
+    )
+
+
+def requeue(outbox_ids: list[int]) -> int:
+    """Make the given rows pending again and publish them; return how many published."""
+    OutboxEmail.objects.filter(pk__in=outbox_ids).update(
+        status=Status.PENDING, claimed_until=None, available_at=timezone.now()
+    )
+    return sum(publish(pk) for pk in outbox_ids)
+
+
+def requeue_unsent(batch: int | None = None) -> int:
+    """Re-publish rows left pending or whose claim expired; return how many.
+
+    Safe to run from several processes at once: rows are picked with
+    ``SKIP LOCKED`` and moved out of the due window before the lock is released.
+    """
+    now = timezone.now()
+    due = Q(
+        status=Status.PENDING,
+        available_at__lte=now - auth_settings.OUTBOX_REDRIVE_AFTER,
+    )
+    stale = Q(status=Status.SENDING, claimed_until__lt=now)
+    with transaction.atomic():
+        ids = list(
+            OutboxEmail.objects.select_for_update(skip_locked=True)
+            .filter(due | stale)
+            .order_by("available_at")
+            .values_list("pk", flat=True)[: batch or auth_settings.OUTBOX_REDRIVE_BATCH]
+        )
+        OutboxEmail.objects.filter(pk__in=ids).update(
+            status=Status.PENDING, claimed_until=None, available_at=now
+        )
+    return sum(publish(pk) for pk in ids)

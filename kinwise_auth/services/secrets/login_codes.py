@@ -1,0 +1,93 @@
+"""Emailed one-time sign-in codes: minted at delivery, bound to their user, used
+once, dead after ``LOGIN_CODE_MAX_ATTEMPTS`` wrong guesses or a newer code."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
+
+from ... import crypto
+from ...conf import auth_settings
+from ...models import EmailIdentity, LoginCode, OutboxEmail
+
+__all__ = ["CodeCheck", "mint_login_code", "use_login_code", "supersede_login_codes"]
+
+
+class CodeCheck(enum.Enum):
+    """What :func:`use_login_code` made of a code."""
+
+    USED = "used"  # the live code: now used, sign the user in
+    EXPIRED = "expired"  # the live code, too late
+    WRONG = "wrong"  # anything else; a guess at a live code was counted
+
+
+@sensitive_variables()
+def mint_login_code(
+    *,
+    user: Any,
+    outbox: OutboxEmail | None = None,
+    ip: str | None = None,
+    valid_for: timedelta | None = None,
+) -> str:
+    """Mint a login code for ``user``; return it, the only clear copy.
+
+    Every live code of the user dies first: one code works at a time, the
+    newest. The stored hash binds the code to the user, so a code's hash is no
+    use for another account. ``valid_for`` defaults to ``LOGIN_CODE_LIFETIME``.
+    """
+    code = crypto.new_login_code(int(auth_settings.LOGIN_CODE_LENGTH))
+    now = timezone.now()
+    if valid_for is None:
+        valid_for = auth_settings.LOGIN_CODE_LIFETIME
+    with transaction.atomic():
+        # Serialise minting per user: one live code at a time, the newest.
+        EmailIdentity.objects.select_for_update().filter(user=user).first()
+        supersede_login_codes(user)
+        LoginCode.objects.create(
+            user=user,
+            code_hash=crypto.keyed_hash(crypto.login_code_message(user.pk, code)),
+            outbox=outbox,
+            ip=ip,
+            expires_at=now + valid_for,
+        )
+    return code
+
+
+@sensitive_variables()
+def use_login_code(*, user: Any, code: str, now: datetime) -> CodeCheck:
+    """Use ``user``'s live code if ``code`` is it.
+
+    Call inside ``transaction.atomic()`` with the user's rows locked (the code's
+    row is locked here, last): N simultaneous uses succeed once. A wrong guess
+    is counted against the live code, which dies at ``LOGIN_CODE_MAX_ATTEMPTS``.
+    """
+    live = (
+        LoginCode.objects.select_for_update()
+        .filter(user=user)
+        .live()
+        .order_by("-created_at")
+        .first()
+    )
+    if live is None or live.attempts >= auth_settings.LOGIN_CODE_MAX_ATTEMPTS:
+        return CodeCheck.WRONG
+    if not crypto.matches(
+        crypto.login_code_message(live.user_id, code), live.code_hash
+    ):
+        live.attempts += 1
+        live.save(update_fields=["attempts"])
+        return CodeCheck.WRONG
+    if live.expires_at <= now:
+        return CodeCheck.EXPIRED
+    live.used_at = now
+    live.save(update_fields=["used_at"])
+    return CodeCheck.USED
+
+
+def supersede_login_codes(user: Any) -> int:
+    """Retire ``user``'s live login codes."""
+    return int(LoginCode.objects.filter(user=user).supersede())
