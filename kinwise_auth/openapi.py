@@ -1,7 +1,9 @@
 """OpenAPI 3 description of the endpoints, for drf-spectacular (the ``openapi`` extra).
 
 Imported by the app only when drf-spectacular is installed. Each view is described
-through a view extension (the views stay free of schema code): its request body,
+through a view extension (the views stay free of schema code), built when a schema
+is generated — so hooks such as ``USER_SERIALIZER`` are read then, not at import:
+its request body,
 its success answer, and every error it can give — field errors and
 ``{"detail", "code"}`` bodies (400), 401 where a Bearer token is needed, 403 for an
 unverified login, 413, 415, 429 with ``Retry-After``, and 503 when a failing
@@ -10,6 +12,8 @@ rate-limit cache is set to fail closed.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 from drf_spectacular.extensions import OpenApiViewExtension
@@ -92,26 +96,35 @@ def _message(name: str, **fields: serializers.Field[Any, Any, Any, Any]) -> Any:
     )
 
 
-def _sign_in_serializer() -> Any:
+def _sign_in() -> Any:
+    return _sign_in_with(_user())
+
+
+@functools.cache
+def _sign_in_with(user_serializer: Any) -> Any:
+    # One class per user payload: two endpoints answer it, and a schema must
+    # name one component once.
     return inline_serializer(
         "SignIn",
         fields={
             "access": serializers.CharField(),
             "refresh": serializers.CharField(),
-            "user": _user()(),
+            "user": user_serializer(),
         },
     )
 
-
-_SIGN_IN = _sign_in_serializer()
 
 _UNAUTHORIZED = {
     401: _error("No valid access token", "not_authenticated, token_not_valid")
 }
 
 
-def _describe(view: type[Any], **methods: dict[str, Any]) -> None:
-    """Register a view extension that decorates ``view``'s methods with schemas."""
+Schema = dict[str, Any]
+
+
+def _describe(view: type[Any], **methods: Callable[[], Schema]) -> None:
+    """Register a view extension that decorates ``view``'s methods with schemas,
+    each built by its function when a schema is generated."""
 
     # The view's own docstring, not its base class's.
     description = (view.__dict__.get("__doc__") or "").strip()
@@ -119,15 +132,8 @@ def _describe(view: type[Any], **methods: dict[str, Any]) -> None:
     def view_replacement(self: OpenApiViewExtension) -> type[Any]:
         return extend_schema_view(
             **{
-                method: extend_schema(
-                    tags=[TAG],
-                    description=description,
-                    **{
-                        **schema,
-                        "parameters": [*schema.get("parameters", []), _RETRY_AFTER],
-                    },
-                )
-                for method, schema in methods.items()
+                method: _extend(description, build())
+                for method, build in methods.items()
             }
         )(type(self.target.__name__, (self.target,), {}))
 
@@ -141,17 +147,30 @@ def _describe(view: type[Any], **methods: dict[str, Any]) -> None:
     )
 
 
-def _post(view: type[Any], summary: str, success: dict[int, Any], **kw: Any) -> None:
+def _extend(description: str, schema: Schema) -> Any:
+    parameters = [*schema.pop("parameters", []), _RETRY_AFTER]
+    return extend_schema(
+        tags=[TAG], description=description, parameters=parameters, **schema
+    )
+
+
+def _post(
+    view: type[Any],
+    summary: str,
+    success: Callable[[], dict[int, Any]],
+    *,
+    errors: str = "invalid input",
+    extra: dict[int, Any] | None = None,
+) -> None:
+    """Describe ``view``'s POST: its body, ``success()`` and the shared errors."""
     signed_in = issubclass(view, views.SignedInAPIView)
-    errors = kw.pop("errors", "invalid input")
-    extra = {**(_UNAUTHORIZED if signed_in else {}), **kw.pop("extra", {})}
+    extra = {**(_UNAUTHORIZED if signed_in else {}), **(extra or {})}
     _describe(
         view,
-        post={
+        post=lambda: {
             "summary": summary,
             "request": view.serializer_class,
-            "responses": _responses(success, errors=errors, extra=extra),
-            **kw,
+            "responses": _responses(success(), errors=errors, extra=extra),
         },
     )
 
@@ -177,7 +196,7 @@ _token_errors = "invalid_token, token_expired"
 _post(
     views.RegisterView,
     "Register a pending account and email its verification link",
-    {
+    lambda: {
         201: _message(
             "Registered",
             email=serializers.EmailField(),
@@ -189,12 +208,12 @@ _post(
 )
 _describe(
     views.VerifyEmailView,
-    post={
+    post=lambda: {
         "summary": "Verify the email address with the emailed token",
         "request": views.VerifyEmailView.serializer_class,
         "responses": _responses({200: _verified}, errors=_token_errors),
     },
-    get={
+    get=lambda: {
         "summary": "Verify by link (the token ends up in access logs: prefer POST)",
         "parameters": [
             OpenApiParameter("token", OpenApiTypes.STR, OpenApiParameter.QUERY)
@@ -205,23 +224,23 @@ _describe(
 _post(
     views.ResendVerificationView,
     "Email a fresh verification link (same answer for every address)",
-    {200: _message("VerificationResent")},
+    lambda: {200: _message("VerificationResent")},
 )
 _post(
     views.LoginCodeRequestView,
     "Email a one-time login code (same answer for every address)",
-    {200: _message("LoginCodeSent", expires_in=serializers.IntegerField())},
+    lambda: {200: _message("LoginCodeSent", expires_in=serializers.IntegerField())},
 )
 _post(
     views.LoginCodeVerifyView,
     "Sign in with the emailed code",
-    {200: _SIGN_IN},
+    lambda: {200: _sign_in()},
     errors="invalid_code, code_expired",
 )
 _post(
     views.LoginView,
     "Sign in with email and password",
-    {200: _SIGN_IN},
+    lambda: {200: _sign_in()},
     errors="invalid_credentials",
     extra={
         403: _error("Right password, address not verified yet", "email_not_verified")
@@ -230,7 +249,7 @@ _post(
 _post(
     views.TokenRefreshView,
     "A new access token (and refresh token when rotation is on)",
-    {
+    lambda: {
         200: inline_serializer(
             "Refreshed",
             fields={
@@ -244,12 +263,12 @@ _post(
 _post(
     views.LogoutView,
     "Blacklist the refresh token",
-    {205: OpenApiResponse(description="Signed out (again 205 if already).")},
+    lambda: {205: OpenApiResponse(description="Signed out (again 205 if already).")},
     errors="invalid_token",
 )
 _describe(
     views.MeView,
-    get={
+    get=lambda: {
         "summary": "The signed-in user",
         "responses": _responses(
             {200: _user()}, errors="invalid input", body=False, extra=_UNAUTHORIZED
@@ -259,18 +278,18 @@ _describe(
 _post(
     views.PasswordResetView,
     "Email a password reset link (same answer for every address)",
-    {200: _message("PasswordResetSent")},
+    lambda: {200: _message("PasswordResetSent")},
 )
 _post(
     views.PasswordResetConfirmView,
     "Set a new password with the emailed token",
-    {200: _message("PasswordReset")},
+    lambda: {200: _message("PasswordReset")},
     errors=_token_errors,
 )
 _post(
     views.PasswordChangeView,
     "Change the password; answers a fresh token pair",
-    {
+    lambda: {
         200: _message(
             "PasswordChanged",
             access=serializers.CharField(),
@@ -282,18 +301,18 @@ _post(
 _post(
     views.EmailChangeView,
     "Email a confirmation link to the new address (same answer if it is taken)",
-    {200: _message("EmailChangeSent")},
+    lambda: {200: _message("EmailChangeSent")},
     errors="invalid_credentials",
 )
 _post(
     views.EmailChangeConfirmView,
     "Confirm the new address with the emailed token",
-    {200: _user()},
+    lambda: {200: _user()},
     errors=f"{_token_errors}, email_taken",
 )
 _post(
     views.AccountDeleteView,
     "Delete the account",
-    {204: OpenApiResponse(description="Deleted; refresh tokens revoked.")},
+    lambda: {204: OpenApiResponse(description="Deleted; refresh tokens revoked.")},
     errors="invalid_credentials",
 )
