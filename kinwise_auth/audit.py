@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from django.contrib.auth import get_user_model
 
@@ -10,8 +10,16 @@ from .conf import auth_settings
 from .models import AuthEvent
 from .signals import EVENT_SIGNALS
 
-if TYPE_CHECKING:
-    from .services.meta import RequestMeta
+
+class RequestDetails(Protocol):
+    """What a record keeps of the request (``services.RequestMeta``)."""
+
+    @property
+    def ip(self) -> str | None: ...
+
+    @property
+    def user_agent(self) -> str: ...
+
 
 __all__ = ["record"]
 
@@ -20,7 +28,7 @@ def record(
     event_type: str,
     *,
     user: Any,
-    meta: RequestMeta | None = None,
+    meta: RequestDetails | None = None,
     extra: dict[str, Any] | None = None,
 ) -> AuthEvent:
     """Write an ``AuthEvent``, send its signal and call the host's audit hook.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from typing import Any
 
 from django.contrib.auth import authenticate
@@ -9,13 +10,36 @@ from django.db import transaction
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from .. import audit, backends
+from .. import audit
 from ..errors import AuthError, EmailNotVerified, InvalidCredentials
 from . import sign_in_failures
 from .meta import RequestMeta
 from .sessions import SignIn, sign_in
 
-__all__ = ["login_with_password"]
+__all__ = ["login_with_password", "record_password_check", "password_checked"]
+
+# (user pk, password correct) of the last account the package's backend checked
+# in this thread or task, so the sign-in service can tell a pending account's
+# correct password (403 email_not_verified) without hashing it a second time: a
+# second hash would make pending accounts slower to fail than unknown addresses.
+_last_check: ContextVar[tuple[Any, bool] | None] = ContextVar(
+    "kinwise_auth_last_password_check", default=None
+)
+
+
+def record_password_check(check: tuple[Any, bool] | None) -> None:
+    """Remember ``(user pk, correct)`` of a backend's password check (or forget)."""
+    _last_check.set(check)
+
+
+def password_checked(user_pk: Any) -> bool | None:
+    """Whether the backend's last check of ``user_pk``'s password matched; None if
+    the backend did not check that user (then the caller must check itself)."""
+    last = _last_check.get()
+    _last_check.set(None)
+    if last is None or last[0] != user_pk:
+        return None
+    return last[1]
 
 
 @sensitive_variables()
@@ -39,7 +63,7 @@ def login_with_password(
     with transaction.atomic():
         identity = sign_in_failures.lock_identity(email)
         if identity is not None and not identity.is_verified:
-            correct = backends.password_checked(identity.user_id)
+            correct = password_checked(identity.user_id)
             if correct is None:  # the host's backends did not use ours: check here
                 correct = identity.user.check_password(password)
             if correct:
