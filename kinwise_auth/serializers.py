@@ -6,6 +6,7 @@ import re
 import unicodedata
 from typing import Any
 
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
 
@@ -189,14 +190,14 @@ class UserPayloadSerializer(serializers.Serializer[Any]):
     first_name = serializers.SerializerMethodField()
     last_name = serializers.SerializerMethodField()
 
-    def get_id(self, user: Any) -> Any:
+    def get_id(self, user: AbstractBaseUser) -> Any:
         return user.pk
 
-    def get_email(self, user: Any) -> str:
+    def get_email(self, user: AbstractBaseUser) -> str:
         return str(getattr(user, user.get_email_field_name(), "") or "")
 
-    def get_first_name(self, user: Any) -> str:
+    def get_first_name(self, user: AbstractBaseUser) -> str:
         return str(getattr(user, "first_name", "") or "")
 
-    def get_last_name(self, user: Any) -> str:
+    def get_last_name(self, user: AbstractBaseUser) -> str:
         return str(getattr(user, "last_name", "") or "")

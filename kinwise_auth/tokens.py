@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+from django.contrib.auth.base_user import AbstractBaseUser
 from rest_framework_simplejwt.tokens import RefreshToken
 
 __all__ = ["issue_token_pair"]
 
 
-def issue_token_pair(user: Any) -> dict[str, str]:
+def issue_token_pair(user: AbstractBaseUser) -> dict[str, str]:
     """``{"access", "refresh"}`` for ``user`` (the ``TOKEN_ISSUER`` default).
 
     A host adds claims by pointing ``TOKEN_ISSUER`` at its own function with this

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, cast
 
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.signals import user_logged_in
 from django.db import transaction
 from django.http import QueryDict
@@ -192,7 +193,7 @@ class AuthAPIView(APIView):
             ip=ratelimit.valid_ip(ratelimit.client_ip(request)), user_agent=user_agent
         )
 
-    def user_payload(self, user: Any) -> Any:
+    def user_payload(self, user: AbstractBaseUser) -> Any:
         return auth_settings.USER_SERIALIZER(user).data
 
     @sensitive_variables()
@@ -214,6 +215,11 @@ class SignedInAPIView(AuthAPIView):
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)
         ratelimit.limit_account(request, self.scope, request.user.pk)
+
+    @staticmethod
+    def account(request: Request) -> AbstractBaseUser:
+        """The signed-in user (``IsAuthenticated`` let no anonymous one in)."""
+        return cast(AbstractBaseUser, request.user)
 
 
 class LinkAPIView(AuthAPIView):
@@ -396,7 +402,7 @@ class MeView(SignedInAPIView):
     http_method_names = ["get", "head", "options"]
 
     def get(self, request: Request) -> Response:
-        return Response(self.user_payload(request.user))
+        return Response(self.user_payload(self.account(request)))
 
 
 class PasswordResetView(AuthAPIView):
@@ -439,7 +445,7 @@ class PasswordChangeView(SignedInAPIView):
     @sensitive_variables()
     def perform(self, request: Request, values: dict[str, Any]) -> Response:
         tokens = services.change_password(
-            user=request.user,
+            user=self.account(request),
             current_password=values["current_password"],
             new_password=values["new_password"],
             meta=self.meta(request),
@@ -455,7 +461,7 @@ class EmailChangeView(SignedInAPIView):
     @sensitive_variables()
     def perform(self, request: Request, values: dict[str, Any]) -> Response:
         services.request_email_change(
-            user=request.user,
+            user=self.account(request),
             new_email=values["new_email"],
             password=values["password"],
             meta=self.meta(request),
@@ -490,6 +496,8 @@ class AccountDeleteView(SignedInAPIView):
     @sensitive_variables()
     def perform(self, request: Request, values: dict[str, Any]) -> Response:
         services.delete_account(
-            user=request.user, password=values["password"], meta=self.meta(request)
+            user=self.account(request),
+            password=values["password"],
+            meta=self.meta(request),
         )
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.contrib.auth import get_user_model
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.debug import sensitive_variables
@@ -22,7 +21,7 @@ __all__ = ["delete_account"]
 
 
 @sensitive_variables()
-def delete_account(*, user: Any, password: str, meta: RequestMeta) -> None:
+def delete_account(*, user: AbstractBaseUser, password: str, meta: RequestMeta) -> None:
     """Delete ``user`` (or deactivate and scrub it, ``ACCOUNT_DELETION``).
 
     Raises :class:`InvalidCredentials` for a wrong password. Refresh tokens are
@@ -41,7 +40,7 @@ def delete_account(*, user: Any, password: str, meta: RequestMeta) -> None:
         # The user row first, as refresh and password changes lock it: a refresh
         # racing the deletion waits, then finds its user gone.
         lock_user(user.pk)
-        identity = EmailIdentity.objects.filter(user=user).first()
+        identity = EmailIdentity.objects.filter(user_id=user.pk).first()
         email_field = get_user_model().get_email_field_name()
         address = identity.email if identity else getattr(user, email_field)
         revoke_refresh_tokens(user)
@@ -60,10 +59,10 @@ def delete_account(*, user: Any, password: str, meta: RequestMeta) -> None:
             user.delete()
 
 
-def _scrub(user: Any) -> None:
+def _scrub(user: AbstractBaseUser) -> None:
     user_model = get_user_model()
     retire_secrets(user)
-    EmailIdentity.objects.filter(user=user).delete()
+    EmailIdentity.objects.filter(user_id=user.pk).delete()
     placeholder = f"deleted-{user.pk}@invalid"
     setattr(user, user_model.get_email_field_name(), placeholder)
     if user_model.get_email_field_name() != user_model.USERNAME_FIELD:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.contrib.auth import get_user_model
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -33,7 +32,7 @@ EXPIRED_CHANGE_LINK = _("This email change link has expired. Request a new one."
 
 @sensitive_variables()
 def request_email_change(
-    *, user: Any, new_email: str, password: str, meta: RequestMeta
+    *, user: AbstractBaseUser, new_email: str, password: str, meta: RequestMeta
 ) -> None:
     """Email a confirmation link to ``new_email``; nothing changes until it is used.
 
@@ -73,7 +72,7 @@ def request_email_change(
 
 
 @sensitive_variables()
-def confirm_email_change(*, token: str, meta: RequestMeta) -> Any:
+def confirm_email_change(*, token: str, meta: RequestMeta) -> AbstractBaseUser:
     """Move the link's user to the address the link was sent to; return the user.
 
     Uniqueness is checked again, under the identity table's unique constraint:
@@ -129,7 +128,7 @@ def confirm_email_change(*, token: str, meta: RequestMeta) -> Any:
     return user
 
 
-def _set_user_email(user: Any, old_email: str, new_email: str) -> None:
+def _set_user_email(user: AbstractBaseUser, old_email: str, new_email: str) -> None:
     """Copy the address to the user model; a username derived from the old
     address follows it (``auth.User``), when it fits and is free."""
     user_model = get_user_model()

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
@@ -21,7 +21,7 @@ __all__ = ["Verification", "verify_email", "resend_verification"]
 
 @dataclass(frozen=True)
 class Verification:
-    user: Any
+    user: AbstractBaseUser
     already_verified: bool
 
 

@@ -6,6 +6,7 @@ import uuid
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import F
 from django.db.transaction import TransactionManagementError
@@ -45,7 +46,7 @@ def find_identity(email: str, *, lock_user: bool = False) -> EmailIdentity | Non
     return queryset.filter(email_normalized=key).first()
 
 
-def lock_user(user_pk: Any) -> Any:
+def lock_user(user_pk: Any) -> AbstractBaseUser | None:
     """Lock the user row (``FOR NO KEY UPDATE``) and return the user, or None.
 
     Every transaction that changes an account's secrets or refresh tokens takes
@@ -153,7 +154,9 @@ def replace_pending_registration(
         _save_registration(user, fields, identity)
 
 
-def _save_registration(user: Any, fields: list[str], identity: EmailIdentity) -> None:
+def _save_registration(
+    user: AbstractBaseUser, fields: list[str], identity: EmailIdentity
+) -> None:
     with transaction.atomic():
         user.save(update_fields=fields)
         identity.save(

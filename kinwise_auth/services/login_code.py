@@ -50,9 +50,9 @@ def verify_login_code(*, email: str, code: str, meta: RequestMeta) -> SignIn:
         user = identity.user if identity is not None else None
         if identity is not None and identity.can_sign_in:
             if not sign_in_failures.codes_exhausted(identity, now):
-                check = use_login_code(user=user, code=code, now=now)
+                check = use_login_code(user=identity.user, code=code, now=now)
                 if check is CodeCheck.USED:
-                    return sign_in(user, method="code", meta=meta)
+                    return sign_in(identity.user, method="code", meta=meta)
                 if check is CodeCheck.EXPIRED:
                     error = CodeExpired()
             if not isinstance(error, CodeExpired):

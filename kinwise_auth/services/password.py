@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -39,7 +38,9 @@ def request_password_reset(*, email: str, meta: RequestMeta) -> None:
 
 
 @sensitive_variables()
-def reset_password(*, token: str, new_password: str, meta: RequestMeta) -> Any:
+def reset_password(
+    *, token: str, new_password: str, meta: RequestMeta
+) -> AbstractBaseUser:
     """Set the password of the reset link's user; return the user.
 
     The link works once, and not after a newer one was sent. It also proves the
@@ -84,7 +85,11 @@ def reset_password(*, token: str, new_password: str, meta: RequestMeta) -> Any:
 
 @sensitive_variables()
 def change_password(
-    *, user: Any, current_password: str, new_password: str, meta: RequestMeta
+    *,
+    user: AbstractBaseUser,
+    current_password: str,
+    new_password: str,
+    meta: RequestMeta,
 ) -> dict[str, str]:
     """Change a signed-in user's password; return a fresh token pair.
 

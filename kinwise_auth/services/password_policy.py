@@ -31,7 +31,7 @@ def check_password_policy(
         raise PasswordRejected(list(exc.messages), field=field) from None
 
 
-def unsaved_user(*, email: str, profile: dict[str, str]) -> Any:
+def unsaved_user(*, email: str, profile: dict[str, str]) -> AbstractBaseUser:
     """A user not saved anywhere, for the similarity validator to compare a new
     account's password with its address and names (fields the model lacks are
     left out)."""

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.utils.functional import Promise
 from django.views.decorators.debug import sensitive_variables
 
@@ -16,7 +15,7 @@ __all__ = ["require_password"]
 
 @sensitive_variables()
 def require_password(
-    user: Any,
+    user: AbstractBaseUser,
     password: str,
     *,
     failed_event: str,

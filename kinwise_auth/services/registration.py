@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.views.decorators.debug import sensitive_variables
 
@@ -104,7 +104,7 @@ def register_user(
 
 
 def _queue_verification(
-    user: Any, identity: EmailIdentity, *, created: bool, meta: RequestMeta
+    user: AbstractBaseUser, identity: EmailIdentity, *, created: bool, meta: RequestMeta
 ) -> Registration:
     """Retire every link of the (new or replaced) pending account; mail a new one."""
     supersede_links(user)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django.utils.translation import gettext_lazy as _
@@ -37,11 +38,11 @@ INVALID_REFRESH = _("Invalid or expired refresh token.")
 
 @dataclass(frozen=True)
 class SignIn:
-    user: Any
+    user: AbstractBaseUser
     tokens: dict[str, str]
 
 
-def sign_in(user: Any, *, method: str, meta: RequestMeta) -> SignIn:
+def sign_in(user: AbstractBaseUser, *, method: str, meta: RequestMeta) -> SignIn:
     """Issue tokens (``TOKEN_ISSUER``) for an authenticated, active user; audit it."""
     if not user.is_active:
         # A host backend may return inactive users; no flow hands them tokens.
@@ -51,7 +52,7 @@ def sign_in(user: Any, *, method: str, meta: RequestMeta) -> SignIn:
     return SignIn(user=user, tokens=tokens)
 
 
-def issue_tokens(user: Any) -> dict[str, str]:
+def issue_tokens(user: AbstractBaseUser) -> dict[str, str]:
     """A token pair from the ``TOKEN_ISSUER`` hook."""
     return dict(auth_settings.TOKEN_ISSUER(user))
 
@@ -61,7 +62,7 @@ def _jwt() -> Any:
     return jwt_settings.api_settings
 
 
-def _user_for(user_id: Any, *, lock: bool = False) -> Any:
+def _user_for(user_id: Any, *, lock: bool = False) -> AbstractBaseUser | None:
     if user_id is None:
         return None
     users = get_user_model()._default_manager.all()
@@ -173,7 +174,7 @@ def _already_blacklisted(refresh: str) -> bool:
     ).exists()
 
 
-def revoke_refresh_tokens(user: Any) -> int:
+def revoke_refresh_tokens(user: AbstractBaseUser) -> int:
     """Blacklist every outstanding refresh token of ``user``; return how many.
 
     Access tokens already issued stay valid until they expire: keep
@@ -189,7 +190,9 @@ def revoke_refresh_tokens(user: Any) -> int:
         OutstandingToken,
     )
 
-    live = OutstandingToken.objects.filter(user=user, blacklistedtoken__isnull=True)
+    live = OutstandingToken.objects.filter(
+        user_id=user.pk, blacklistedtoken__isnull=True
+    )
     return len(
         BlacklistedToken.objects.bulk_create(
             [BlacklistedToken(token=token) for token in live], ignore_conflicts=True

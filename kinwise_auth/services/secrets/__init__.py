@@ -8,7 +8,7 @@ in :mod:`kinwise_auth.emails` call it, and nothing else touches its rows.
 
 from __future__ import annotations
 
-from typing import Any
+from django.contrib.auth.base_user import AbstractBaseUser
 
 from .links import (
     link_owner,
@@ -40,7 +40,7 @@ __all__ = [
 ]
 
 
-def retire_secrets(user: Any) -> None:
+def retire_secrets(user: AbstractBaseUser) -> None:
     """Supersede every live link and login code of ``user``.
 
     After a password reset or change, or a move to another address, nothing

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime, timedelta
-from typing import Any
 
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
@@ -29,7 +29,7 @@ class CodeCheck(enum.Enum):
 @sensitive_variables()
 def mint_login_code(
     *,
-    user: Any,
+    user: AbstractBaseUser,
     outbox: OutboxEmail | None = None,
     ip: str | None = None,
     valid_for: timedelta | None = None,
@@ -46,10 +46,10 @@ def mint_login_code(
         valid_for = auth_settings.LOGIN_CODE_LIFETIME
     with transaction.atomic():
         # Serialise minting per user: one live code at a time, the newest.
-        EmailIdentity.objects.select_for_update().filter(user=user).first()
+        EmailIdentity.objects.select_for_update().filter(user_id=user.pk).first()
         supersede_login_codes(user)
         LoginCode.objects.create(
-            user=user,
+            user_id=user.pk,
             code_hash=crypto.keyed_hash(crypto.login_code_message(user.pk, code)),
             outbox=outbox,
             ip=ip,
@@ -59,7 +59,7 @@ def mint_login_code(
 
 
 @sensitive_variables()
-def use_login_code(*, user: Any, code: str, now: datetime) -> CodeCheck:
+def use_login_code(*, user: AbstractBaseUser, code: str, now: datetime) -> CodeCheck:
     """Use ``user``'s live code if ``code`` is it.
 
     Call inside ``transaction.atomic()`` with the user's rows locked (the code's
@@ -68,7 +68,7 @@ def use_login_code(*, user: Any, code: str, now: datetime) -> CodeCheck:
     """
     live = (
         LoginCode.objects.select_for_update()
-        .filter(user=user)
+        .filter(user_id=user.pk)
         .live()
         .order_by("-created_at")
         .first()
@@ -88,6 +88,6 @@ def use_login_code(*, user: Any, code: str, now: datetime) -> CodeCheck:
     return CodeCheck.USED
 
 
-def supersede_login_codes(user: Any) -> int:
+def supersede_login_codes(user: AbstractBaseUser) -> int:
     """Retire ``user``'s live login codes."""
-    return int(LoginCode.objects.filter(user=user).supersede())
+    return int(LoginCode.objects.filter(user_id=user.pk).supersede())
