@@ -56,9 +56,8 @@ def send(outbox_id: int) -> OutboxEmail.Status | None:
     """Claim, build and send one outbox email; return the row's new status.
 
     None when the row was not claimed: already final, or held by another worker.
-    Errors from sending propagate with the row still claimed: the task decides
-    between :func:`~kinwise_auth.outbox.release_for_retry` and
-    :func:`~kinwise_auth.outbox.mark_failed`.
+    Errors from sending propagate with the row still claimed: the task records
+    them (:func:`~kinwise_auth.outbox.record_failure`).
     """
     row = outbox.claim(outbox_id)
     if row is None:

@@ -2,8 +2,8 @@
 
 * :func:`queue` records the intent (an :class:`OutboxEmail` row, no secret) in
   the caller's transaction and publishes the row's id once that commits.
-* :func:`claim`, :func:`finish`, :func:`release_for_retry` and
-  :func:`mark_failed` move a row through a delivery (run by the task);
+* :func:`claim`, :func:`finish` and :func:`record_failure` move a row through
+  a delivery (run by the task);
   :func:`requeue` and :func:`requeue_unsent` publish rows again.
 
 Delivery is at least once: a row run again after a lost worker is claimed again
@@ -31,8 +31,7 @@ __all__ = [
     "queue",
     "claim",
     "finish",
-    "release_for_retry",
-    "mark_failed",
+    "record_failure",
     "requeue",
     "requeue_unsent",
 ]
@@ -105,18 +104,22 @@ def _error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:1000]
 
 
-def release_for_retry(outbox_id: int, exc: BaseException, countdown: float) -> None:
-    """Release the row after a transient failure; the task retries in ``countdown``."""
-    OutboxEmail.objects.filter(pk=outbox_id, status=Status.SENDING).update(
-        status=Status.PENDING,
-        claimed_until=None,
-        available_at=timezone.now() + timedelta(seconds=countdown),
-        last_error=_error_text(exc),
-    )
+def record_failure(
+    outbox_id: int, exc: BaseException, *, retry_in: float | None
+) -> None:
+    """Record a failed delivery attempt of the claimed row.
 
-
-def mark_failed(outbox_id: int, exc: BaseException) -> None:
-    """Record that the row's retries ran out: status failed, log and audit."""
+    With ``retry_in`` (seconds), the row is released, pending again from then, for
+    the task's retry. Without, it is final: status failed, logged and audited.
+    """
+    if retry_in is not None:
+        OutboxEmail.objects.filter(pk=outbox_id, status=Status.SENDING).update(
+            status=Status.PENDING,
+            claimed_until=None,
+            available_at=timezone.now() + timedelta(seconds=retry_in),
+            last_error=_error_text(exc),
+        )
+        return
     finish(outbox_id, Status.FAILED, last_error=_error_text(exc))
     row = OutboxEmail.objects.filter(pk=outbox_id).first()
     logger.error(

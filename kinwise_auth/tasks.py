@@ -38,30 +38,35 @@ def deliver(self, outbox_id: int) -> None:  # type: ignore[no-untyped-def]
     """
     try:
         emails.send(outbox_id)
-    except emails.TRANSIENT_ERRORS as exc:
-        if self.request.retries >= auth_settings.DELIVERY_MAX_RETRIES:
-            outbox.mark_failed(outbox_id, exc)
-            return
-        ceiling = get_exponential_backoff_interval(
-            factor=auth_settings.DELIVERY_RETRY_BACKOFF,
-            retries=self.request.retries,
-            maximum=auth_settings.DELIVERY_RETRY_BACKOFF_MAX,
-        )
-        # "Equal" jitter: at least half the step, so a failing server is never
-        # retried at once, yet workers that failed together spread out.
-        countdown = round(ceiling / 2 + random.uniform(0, ceiling / 2), 3)
-        outbox.release_for_retry(outbox_id, exc, countdown)
-        logger.warning(
-            "kinwise_auth: outbox email %s not sent (%s); retry in %ss",
-            outbox_id,
-            type(exc).__name__,
-            countdown,
-        )
-        raise self.retry(countdown=countdown) from None
     except Exception as exc:
-        # Not transient (a template or data error): retrying cannot help.
-        outbox.mark_failed(outbox_id, exc)
-        raise
+        # Only SMTP and network errors are worth a retry; a template or data
+        # error would fail the same way again.
+        transient = isinstance(exc, emails.TRANSIENT_ERRORS)
+        retry_in = None
+        if transient and self.request.retries < auth_settings.DELIVERY_MAX_RETRIES:
+            retry_in = _backoff(self.request.retries)
+        outbox.record_failure(outbox_id, exc, retry_in=retry_in)
+        if retry_in is not None:
+            logger.warning(
+                "kinwise_auth: outbox email %s not sent (%s); retry in %ss",
+                outbox_id,
+                type(exc).__name__,
+                retry_in,
+            )
+            raise self.retry(countdown=retry_in) from None
+        if not transient:
+            raise
+
+
+def _backoff(retries: int) -> float:
+    ceiling = get_exponential_backoff_interval(
+        factor=auth_settings.DELIVERY_RETRY_BACKOFF,
+        retries=retries,
+        maximum=auth_settings.DELIVERY_RETRY_BACKOFF_MAX,
+    )
+    # "Equal" jitter: at least half the step, so a failing server is never
+    # retried at once, yet workers that failed together spread out.
+    return round(ceiling / 2 + random.uniform(0, ceiling / 2), 3)
 
 
 @shared_task(name="kinwise_auth.tasks.requeue_unsent", ignore_result=True)
