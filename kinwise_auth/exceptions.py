@@ -23,6 +23,9 @@ __all__ = ["exception_handler"]
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """DRF's handler for the package's views: ``{"detail", "code"}`` for an
+    :class:`AuthError` or API error, DRF's shape for validation errors, and None
+    (Django reports it) for anything else."""
     if isinstance(exc, AuthError):
         response = Response(
             {"detail": str(exc.detail), "code": exc.code}, status=exc.status

@@ -203,6 +203,8 @@ def ip_key(ip: str) -> str:
 
 
 def limit_ip(request: HttpRequest, scope: str) -> None:
+    """Count the client's IP (or IPv6 network) against ``scope``; may raise
+    :class:`RateLimited`."""
     limit(request, scope, "ip", ip_key(client_ip(request)))
 
 
@@ -212,6 +214,8 @@ def email_key(email: str) -> str:
 
 
 def limit_email(request: HttpRequest, scope: str, email: str) -> None:
+    """Count the address (by its normal form) against ``scope``; may raise
+    :class:`RateLimited`."""
     limit(request, scope, "email", email_key(email))
 
 
@@ -221,4 +225,5 @@ def account_key(user_id: object) -> str:
 
 
 def limit_account(request: HttpRequest, scope: str, user_id: object) -> None:
+    """Count the account against ``scope``; may raise :class:`RateLimited`."""
     limit(request, scope, "account", account_key(user_id))

@@ -81,6 +81,7 @@ class StrictEmailField(serializers.EmailField):
 
 
 def password_field() -> StrictCharField:
+    """A write-only password, whitespace kept, bounded (the hash's cost)."""
     return StrictCharField(
         write_only=True,
         trim_whitespace=False,
@@ -90,6 +91,7 @@ def password_field() -> StrictCharField:
 
 
 def name_field() -> StrictCharField:
+    """An optional name: a string of at most 150 characters, no controls."""
     return StrictCharField(
         required=False,
         allow_blank=True,
@@ -122,6 +124,8 @@ class TokenSerializer(serializers.Serializer[Any]):
 
 
 def check_confirmation(attrs: dict[str, Any], field: str) -> None:
+    """Raise a ``password_mismatch`` ValidationError on ``<field>_confirm`` unless
+    it repeats ``field``."""
     if attrs[field] != attrs[f"{field}_confirm"]:
         raise serializers.ValidationError(
             {f"{field}_confirm": [_("Passwords do not match.")]},
@@ -158,6 +162,7 @@ class PasswordSerializer(serializers.Serializer[Any]):
 
 
 def digits_only(value: str) -> None:
+    """Raise a ValidationError unless ``value`` is ASCII digits only."""
     if not re.fullmatch(r"[0-9]+", value):
         raise serializers.ValidationError(
             _("Enter the digits of the code."), code="invalid"

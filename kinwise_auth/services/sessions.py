@@ -87,6 +87,7 @@ def parse_refresh(refresh: str) -> RefreshToken:
 
 
 def refresh_token_user_id(token: RefreshToken) -> Any:
+    """The user id a verified refresh token was issued for."""
     return token.payload.get(_jwt().USER_ID_CLAIM)
 
 
