@@ -141,13 +141,27 @@ def lifetime_phrase(lifetime: timedelta) -> str:
     }
 
 
-def _link_context(purpose: str, token: str, url_name: str, path: str) -> dict[str, Any]:
+@sensitive_variables()
+def _with_link(
+    row: OutboxEmail, user: AbstractBaseUser, purpose: str, *, email: str = ""
+) -> dict[str, Any]:
+    """Mint a ``purpose`` link for ``user``; the context that shows it."""
+    token = secrets.mint_link(user=user, purpose=purpose, outbox=row, email=email)
+    url_name, path_setting = _LINKS[purpose]
     lifetime = secrets.links.lifetime(purpose)
     return {
-        url_name: build_link(path, token),
+        url_name: build_link(getattr(auth_settings, path_setting), token),
         "expires_hours": _hours(lifetime),
         "expires_in": lifetime_phrase(lifetime),
     }
+
+
+# Each link's template variable, and the setting of its frontend path.
+_LINKS: dict[str, tuple[str, str]] = {
+    Purpose.VERIFY_EMAIL: ("verification_url", "VERIFY_EMAIL_PATH"),
+    Purpose.PASSWORD_RESET: ("reset_url", "PASSWORD_RESET_PATH"),
+    Purpose.EMAIL_CHANGE: ("confirm_url", "EMAIL_CHANGE_PATH"),
+}
 
 
 @sensitive_variables()
@@ -155,12 +169,7 @@ def _verification(row: OutboxEmail) -> EmailMultiAlternatives | None:
     identity = recipients.verification_recipient(row)
     if identity is None:
         return None
-    token = secrets.mint_link(
-        user=identity.user, purpose=Purpose.VERIFY_EMAIL, outbox=row
-    )
-    context = _link_context(
-        Purpose.VERIFY_EMAIL, token, "verification_url", auth_settings.VERIFY_EMAIL_PATH
-    )
+    context = _with_link(row, identity.user, Purpose.VERIFY_EMAIL)
     # Decided now, not when queued: a resend, or an email delivered late, warns
     # as much as the replacing registration's own email.
     context["replaces_registration"] = identity.registrations > 1
@@ -196,12 +205,7 @@ def _password_reset(row: OutboxEmail) -> EmailMultiAlternatives | None:
     identity = recipients.password_reset_recipient(row)
     if identity is None:
         return None
-    token = secrets.mint_link(
-        user=identity.user, purpose=Purpose.PASSWORD_RESET, outbox=row
-    )
-    context = _link_context(
-        Purpose.PASSWORD_RESET, token, "reset_url", auth_settings.PASSWORD_RESET_PATH
-    )
+    context = _with_link(row, identity.user, Purpose.PASSWORD_RESET)
     return _render(_Email("password_reset", row.recipient, context), identity.user)
 
 
@@ -211,12 +215,7 @@ def _email_change(row: OutboxEmail) -> EmailMultiAlternatives | None:
     if found is None:
         return None
     user, new_email = found
-    token = secrets.mint_link(
-        user=user, purpose=Purpose.EMAIL_CHANGE, outbox=row, email=new_email
-    )
-    context = _link_context(
-        Purpose.EMAIL_CHANGE, token, "confirm_url", auth_settings.EMAIL_CHANGE_PATH
-    )
+    context = _with_link(row, user, Purpose.EMAIL_CHANGE, email=new_email)
     context["new_email"] = new_email
     return _render(_Email("email_change", row.recipient, context), user)
 

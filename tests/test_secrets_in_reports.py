@@ -114,6 +114,31 @@ def test_a_crash_while_minting_does_not_report_the_secret(
     assert minted and re.search(rf"(?<!\d){minted[0]}(?!\d)", text) is None
 
 
+@pytest.mark.parametrize("kind", ["password_reset", "verify_email", "email_change"])
+def test_a_crash_while_rendering_a_link_does_not_report_it(
+    kind: str, make_user: Any, broker: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kinwise_auth import outbox
+
+    user = make_user("alice@example.com", verified=kind != "verify_email")
+    context = {"new_email": "new@example.com"} if kind == "email_change" else {}
+    row = outbox.queue(kind, user=user, recipient="alice@example.com", context=context)
+    minted: list[str] = []
+    original = crypto.new_link_token
+    monkeypatch.setattr(
+        crypto, "new_link_token", lambda: minted.append(original()) or minted[-1]
+    )
+
+    monkeypatch.setattr(emails, "render_to_string", explode)
+    with pytest.raises(RuntimeError) as raised:
+        emails.send(row.pk)
+    tb = raised.tb.tb_next
+    text = ExceptionReporter(None, raised.type, raised.value, tb).get_traceback_html()
+
+    assert "Local vars" in text
+    assert minted and minted[0] not in text
+
+
 def test_passwords_are_not_reported(
     api: Any, make_user: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
