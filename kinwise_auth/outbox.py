@@ -63,8 +63,23 @@ def queue(
         recipient=recipient,
         context=context or {},
     )
-    transaction.on_commit(partial(publish, row.pk), robust=True)
+    transaction.on_commit(partial(_publish, row.pk), robust=True)
     return row
+
+
+def _publish(outbox_id: int) -> bool:
+    """Publish the row; a publish known to have failed makes it due at once.
+
+    The re-drive's age threshold (``OUTBOX_REDRIVE_AFTER``) is for rows whose
+    publish may still be in flight. This one's is lost: dating it back by the
+    threshold lets the next re-drive take it, seconds after the broker returns.
+    """
+    if publish(outbox_id):
+        return True
+    OutboxEmail.objects.filter(pk=outbox_id, status=Status.PENDING).update(
+        available_at=timezone.now() - auth_settings.OUTBOX_REDRIVE_AFTER
+    )
+    return False
 
 
 def claim(outbox_id: int) -> OutboxEmail | None:
@@ -144,7 +159,7 @@ def requeue(outbox_ids: list[int]) -> int:
     OutboxEmail.objects.filter(pk__in=outbox_ids).update(
         status=Status.PENDING, claimed_until=None, available_at=timezone.now()
     )
-    return sum(publish(pk) for pk in outbox_ids)
+    return sum(_publish(pk) for pk in outbox_ids)
 
 
 def requeue_unsent(batch: int | None = None) -> int:
@@ -169,4 +184,4 @@ def requeue_unsent(batch: int | None = None) -> int:
         OutboxEmail.objects.filter(pk__in=ids).update(
             status=Status.PENDING, claimed_until=None, available_at=now
         )
-    return sum(publish(pk) for pk in ids)
+    return sum(_publish(pk) for pk in ids)

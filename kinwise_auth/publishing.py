@@ -68,8 +68,9 @@ def publish(outbox_id: int) -> bool:
     A hung broker otherwise blocks a request for minutes even with
     ``broker_connection_timeout`` set, so this publishes over a connection of its
     own (kept for the next publish) with short socket timeouts and one retry.
-    Returns False (and logs) when the broker could not take the message; the row
-    then waits for the re-drive. With ``task_always_eager`` the task runs here.
+    Returns False when the broker could not take the message, logged as one
+    WARNING line (the traceback at DEBUG); the caller then leaves the row to the
+    re-drive. With ``task_always_eager`` the task runs here.
     """
     timeout = float(auth_settings.PUBLISH_TIMEOUT)
     app = current_app
@@ -91,13 +92,17 @@ def publish(outbox_id: int) -> bool:
                 "interval_max": 0.1,
             },
         )
-    except Exception:
+    except Exception as exc:
         _drop_publish_connection()
+        # One line an operator can read in a flood of them: a broker outage makes
+        # one per request. The chained traceback (kombu, redis-py) is for DEBUG.
         logger.warning(
-            "kinwise_auth: could not publish outbox email %s; it stays pending "
-            "for the re-drive",
+            "kinwise_auth: could not publish outbox email %s (%s: %s); it stays "
+            "pending for the re-drive",
             outbox_id,
-            exc_info=True,
+            type(exc).__name__,
+            str(exc).splitlines()[0][:200] if str(exc) else "",
         )
+        logger.debug("kinwise_auth: publish of %s failed", outbox_id, exc_info=True)
         return False
     return True

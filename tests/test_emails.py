@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import smtplib
 import socket
 import time
@@ -119,6 +120,35 @@ def test_the_redrive_sends_what_waited_once_the_broker_is_back(
     broker_down.drain()
     assert OutboxEmail.objects.get().status == Status.SENT
     assert len(mail.outbox) == 1
+
+
+def test_a_failed_publish_makes_the_row_due_at_once(api: Any, broker_down: Any) -> None:
+    api.post("/api/v1/auth/register/", register_body(), format="json")
+    broker_down.clear()
+    celery_app.app.conf.broker_url = "memory://"
+
+    # No waiting out OUTBOX_REDRIVE_AFTER: the request knew its publish failed.
+    assert outbox.requeue_unsent() == 1
+
+    broker_down.drain()
+    assert OutboxEmail.objects.get().status == Status.SENT
+    assert len(mail.outbox) == 1
+
+
+def test_a_failed_publish_logs_one_line_and_keeps_the_traceback_for_debug(
+    api: Any, broker_down: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="kinwise_auth.publishing")
+    api.post("/api/v1/auth/register/", register_body(), format="json")
+    row = OutboxEmail.objects.get()
+
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1
+    line = warnings[0].getMessage()
+    assert f"outbox email {row.pk} (" in line and "\n" not in line
+    assert warnings[0].exc_info is None
+    debug = [r for r in caplog.records if r.levelno == logging.DEBUG]
+    assert any(r.exc_info for r in debug)
 
 
 def test_the_redrive_leaves_fresh_rows_to_their_own_publish(broker: Any) -> None:
