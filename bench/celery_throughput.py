@@ -4,13 +4,13 @@ to enqueue one.
 Run with ``make bench`` (or ``python bench/celery_throughput.py`` from the
 repository root, PostgreSQL and Redis on 127.0.0.1). On a throwaway PostgreSQL
 database (``kinwise_bench_celery``) it first times, in this process, what a
-request pays per email: ``kinwise_auth.emails.queue`` (the outbox row) inside a
+request pays per email: ``kinwise_auth.outbox.queue`` (the outbox row) inside a
 transaction, its commit, and the ``on_commit`` publish to Redis (db 8). The
 messages wait in Redis; then a real ``celery worker`` (prefork, concurrency 1)
 starts and delivers them (claim, mint a login code, render, send) over SMTP to an
 aiosmtpd sink in this process that answers at once. The rate is taken from the
 first email to reach the sink to the last, so worker start-up is left out. Last,
-the enqueue cost is split: the outbox insert alone, ``emails.publish`` alone.
+the enqueue cost is split: the outbox insert alone, ``publishing.publish`` alone.
 ``BENCH_EMAILS`` (default 1000) sets how many.
 """
 
@@ -46,7 +46,7 @@ from bench.common import (  # noqa: E402
     stop,
     throwaway_database,
 )
-from kinwise_auth import emails  # noqa: E402
+from kinwise_auth import outbox, publishing  # noqa: E402
 from kinwise_auth.models import OutboxEmail  # noqa: E402
 
 EMAILS = int(os.environ.get("BENCH_EMAILS", "1000"))
@@ -61,7 +61,7 @@ def enqueue(acc: Accounts, users: list[object]) -> tuple[list[float], list[float
     for user in users:
         w, c = time.perf_counter(), time.process_time()
         with transaction.atomic():
-            emails.queue(
+            outbox.queue(
                 OutboxEmail.Kind.LOGIN_CODE,
                 user=user,
                 recipient=user.email,  # type: ignore[attr-defined]
@@ -73,7 +73,7 @@ def enqueue(acc: Accounts, users: list[object]) -> tuple[list[float], list[float
 
 
 def breakdown(user: Any) -> tuple[float, float]:
-    """Median CPU ms of ``emails.publish`` alone and of the outbox insert alone.
+    """Median CPU ms of ``publishing.publish`` alone and of the outbox insert alone.
 
     Run once the worker is gone: the extra messages are dropped with the broker.
     """
@@ -84,7 +84,7 @@ def breakdown(user: Any) -> tuple[float, float]:
     insert: list[float] = []
     for _ in range(EMAILS):
         started = time.process_time()
-        emails.publish(row.pk)
+        publishing.publish(row.pk)
         publish.append(time.process_time() - started)
         started = time.process_time()
         with transaction.atomic():

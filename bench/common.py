@@ -1,7 +1,8 @@
-"""What the in-process benchmarks share: Django set up on a throwaway database,
-accounts made without a real hasher, and codes and link tokens minted as the
-delivery task mints them (only their keyed hash stored), so every timed request
-gets fresh, valid input.
+"""What the benchmarks share: Django set up on a throwaway database, and the one
+account helper (:class:`Accounts`): accounts made without paying a hasher per
+user, and codes and link tokens minted by the package's services, as the
+delivery task mints them, so every timed request gets fresh, valid input. The
+endpoints themselves are catalogued in :mod:`bench.endpoints`.
 
 Import it after :func:`bootstrap` has run (each bench calls it first).
 """
@@ -17,7 +18,6 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -93,73 +93,95 @@ def throwaway_database() -> Iterator[None]:
 
 
 class Accounts:
-    """Accounts, codes and links made directly in the database (untimed setup)."""
+    """The one account helper of the benches: accounts made directly in the
+    database, and the secrets a request needs, minted by the package's own
+    services as the delivery task mints them (untimed setup)."""
 
     def __init__(self) -> None:
         from django.contrib.auth.hashers import make_password
 
-        # One hash per password, reused: setup must not pay a slow hasher per user.
-        self.hashes = {p: make_password(p) for p in (PASSWORD, OTHER_PASSWORD)}
+        # One hash, with the current hasher, reused: setup must not pay a slow
+        # hasher per user.
+        self.hash = make_password(PASSWORD)
+        # Current passwords, by user pk, of accounts a request changed them on.
+        self.passwords: dict[Any, str] = {}
+        self._standing: dict[str, Any] = {}
 
     def email(self, prefix: str) -> str:
         """A fresh address."""
         return f"{prefix}{next(_SERIAL)}@bench.example"
 
-    def user(self, email: str, *, verified: bool = True) -> Any:
-        """A user with its identity: verified and active, or pending."""
-        from django.contrib.auth import get_user_model
-        from django.utils import timezone
+    @staticmethod
+    def address(user: Any) -> str:
+        """``user``'s address."""
+        return str(getattr(user, user.get_email_field_name()))
 
-        from kinwise_auth.models import EmailIdentity
+    def _fields(self, email: str, verified: bool) -> dict[str, Any]:
+        from django.contrib.auth import get_user_model
 
         model = get_user_model()
         fields: dict[str, Any] = {model.get_email_field_name(): email}
         if model.get_email_field_name() != model.USERNAME_FIELD:
             fields[model.USERNAME_FIELD] = email
-        user = model._default_manager.create(
-            password=self.hashes[PASSWORD], is_active=verified, **fields
+        return {"password": self.hash, "is_active": verified, **fields}
+
+    def _identities(self, users: list[Any], verified: bool) -> None:
+        from django.utils import timezone
+
+        from kinwise_auth.models import EmailIdentity
+
+        now = timezone.now() if verified else None
+        EmailIdentity.objects.bulk_create(
+            EmailIdentity(
+                user=u,
+                email=self.address(u),
+                email_normalized=self.address(u),
+                verified_at=now,
+            )
+            for u in users
         )
-        EmailIdentity.objects.create(
-            user=user,
-            email=email,
-            email_normalized=email,
-            verified_at=timezone.now() if verified else None,
-        )
+
+    def user(self, email: str, *, verified: bool = True) -> Any:
+        """A user with its identity: verified and active, or pending."""
+        from django.contrib.auth import get_user_model
+
+        user = get_user_model()._default_manager.create(**self._fields(email, verified))
+        self._identities([user], verified)
         return user
 
-    def code(self, user: Any) -> str:
-        """A live login code for ``user`` (older ones superseded), as the task mints."""
-        from django.utils import timezone
+    def users(self, n: int, *, verified: bool = True, prefix: str = "u") -> list[Any]:
+        """``n`` users with their identities, made in bulk (two INSERTs)."""
+        from django.contrib.auth import get_user_model
 
-        from kinwise_auth import crypto
-        from kinwise_auth.models import LoginCode
-
-        code = crypto.new_login_code(6)
-        LoginCode.objects.filter(user=user).supersede()
-        LoginCode.objects.create(
-            user=user,
-            code_hash=crypto.keyed_hash(crypto.login_code_message(user.pk, code)),
-            expires_at=timezone.now() + timedelta(minutes=10),
+        model = get_user_model()
+        made = model._default_manager.bulk_create(
+            model(**self._fields(self.email(prefix), verified)) for _ in range(n)
         )
-        return code
+        self._identities(made, verified)
+        return made
+
+    def standing(self, role: str, *, verified: bool = True) -> Any:
+        """The account kept for ``role`` (made on first use) that requests share."""
+        if role not in self._standing:
+            self._standing[role] = self.user(self.email(role), verified=verified)
+        return self._standing[role]
+
+    def password(self, user: Any) -> str:
+        """``user``'s current password (PASSWORD unless a request changed it)."""
+        return self.passwords.get(getattr(user, "pk", None), PASSWORD)
+
+    def code(self, user: Any) -> str:
+        """A live login code for ``user`` (older ones superseded)."""
+        from kinwise_auth.services.secrets import mint_login_code
+
+        return mint_login_code(user=user)
 
     def link(self, user: Any, purpose: str, email: str = "") -> str:
-        """A live link token of ``purpose`` for ``user``, as the task mints."""
-        from django.utils import timezone
+        """A live link token of ``purpose`` for ``user`` (older ones of that
+        purpose superseded); ``email`` is the address an email-change link proves."""
+        from kinwise_auth.services.secrets import mint_link
 
-        from kinwise_auth import crypto
-        from kinwise_auth.models import LinkToken
-
-        token = crypto.new_link_token()
-        LinkToken.objects.filter(user=user, purpose=purpose).supersede()
-        LinkToken.objects.create(
-            user=user,
-            purpose=purpose,
-            token_hash=crypto.keyed_hash(token),
-            email=email,
-            expires_at=timezone.now() + timedelta(hours=24),
-        )
-        return token
+        return mint_link(user=user, purpose=purpose, email=email)
 
     def access(self, user: Any) -> str:
         """A Bearer header value for ``user``."""

@@ -35,14 +35,15 @@ from django.conf import settings  # noqa: E402
 from django.contrib.auth import get_user_model  # noqa: E402
 from django.db import connection  # noqa: E402
 from django.test.utils import setup_test_environment  # noqa: E402
-from django.utils import timezone  # noqa: E402
 from rest_framework.test import APIClient  # noqa: E402
 from rest_framework_simplejwt.tokens import AccessToken  # noqa: E402
 
-from kinwise_auth.models import EmailIdentity  # noqa: E402
+from bench.common import PASSWORD, Accounts  # noqa: E402
+from bench.endpoints import API, BY_NAME, Input  # noqa: E402
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "300"))
-PASSWORD = "correct-Horse-battery-9"
+WRONG_PASSWORD = "wrong-password-1"
+# (catalogue name, how the address and password fill its body)
 ENDPOINTS: list[tuple[str, str]] = [
     ("otp/request/", "email"),
     ("resend-verification/", "email"),
@@ -57,29 +58,14 @@ ENDPOINTS: list[tuple[str, str]] = [
 ]
 
 
-def make_account(email: str, *, verified: bool = True) -> Any:
-    user_model = get_user_model()
-    fields: dict[str, Any] = {user_model.get_email_field_name(): email}
-    if user_model.get_email_field_name() != user_model.USERNAME_FIELD:
-        fields[user_model.USERNAME_FIELD] = email
-    user = user_model._default_manager.create_user(password=PASSWORD, **fields)
-    EmailIdentity.objects.create(
-        user=user,
-        email=email,
-        email_normalized=email,
-        verified_at=timezone.now() if verified else None,
-    )
-    return user
-
-
-def body(kind: str, email: str, n: int) -> dict[str, str]:
-    if kind == "register":
-        return {"email": email, "password": PASSWORD, "password_confirm": PASSWORD}
-    if kind.startswith("login"):
-        return {"email": email, "password": "wrong-password-1"}
+def body(path: str, kind: str, email: str) -> dict[str, str]:
+    """``path``'s body from the catalogue: ``email`` as the address it asks
+    about (the new address of an email change), a wrong password to log in."""
     if kind == "email-change":
-        return {"new_email": email, "password": PASSWORD}
-    return {"email": email}
+        given = Input("", PASSWORD, new_email=email)
+    else:
+        given = Input(email, WRONG_PASSWORD if kind.startswith("login") else PASSWORD)
+    return BY_NAME[path].body(given)
 
 
 def sign_in(client: APIClient, user: Any) -> None:
@@ -106,15 +92,16 @@ def main() -> None:
         settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.PBKDF2PasswordHasher"]
     old_name = connection.creation.create_test_db(verbosity=0)
     try:
-        make_account("known@example.com")
-        make_account("pending@example.com", verified=False)
-        requester = make_account("requester@example.com")
+        acc = Accounts()  # after the hasher is chosen
+        acc.user("known@example.com")
+        acc.user("pending@example.com", verified=False)
+        requester = acc.user("requester@example.com")
         print(
             f"{'endpoint':24} {'known p50':>10} {'unknown p50':>12} {'ratio':>7}"
             f" {'known p90':>10} {'unknown p90':>12}"
         )
         for path, kind in ENDPOINTS:
-            url = f"/api/v1/auth/{path}"
+            url = API + BY_NAME[path].path
             client = APIClient()
             known: list[float] = []
             unknown: list[float] = []
@@ -125,13 +112,13 @@ def main() -> None:
             )
             for n in range(20):  # warm-up
                 sign_in(client, requester if kind == "email-change" else None)
-                timed(client, url, body(kind, existing, n))
-                timed(client, url, body(kind, f"warm{n}@example.com", n))
+                timed(client, url, body(path, kind, existing))
+                timed(client, url, body(path, kind, f"warm{n}@example.com"))
             for n in range(ROUNDS):
                 sign_in(client, requester if kind == "email-change" else None)
-                known.append(timed(client, url, body(kind, existing, n)))
+                known.append(timed(client, url, body(path, kind, existing)))
                 unknown.append(
-                    timed(client, url, body(kind, f"{kind}{n}@nowhere.example", n))
+                    timed(client, url, body(path, kind, f"{kind}{n}@nowhere.example"))
                 )
             k50, u50 = statistics.median(known), statistics.median(unknown)
             k90 = statistics.quantiles(known, n=10)[-1]

@@ -35,23 +35,28 @@ import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
-from collections.abc import Callable  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
-from datetime import timedelta  # noqa: E402
-from typing import Any  # noqa: E402
 
 import psycopg  # noqa: E402
 import redis  # noqa: E402
 
 from bench.common import (  # noqa: E402
-    OTHER_PASSWORD,
-    PASSWORD,
+    Accounts,
     SmtpSink,
     free_port,
     median_ms,
     percentile_ms,
     spawn,
     stop,
+)
+from bench.endpoints import (  # noqa: E402
+    API,
+    ENDPOINTS,
+    Account,
+    Endpoint,
+    Request,
+    account,
+    request,
 )
 
 DB_NAME = "kinwise_bench_http"
@@ -65,7 +70,6 @@ SLOW_SMTP = 0.3
 # Below what two worker processes deliver to the slow sink (2 / 0.3 s).
 DELIVERY_RATE = "3/s"
 TARGET = 0.05
-API = "/api/v1/auth/"
 
 ENV = {
     "ENV_FILE": "",
@@ -85,8 +89,6 @@ ENV = {
     "LOG_LEVEL": "WARNING",
 }
 
-Request = tuple[str, str, dict[str, Any] | None, dict[str, str]]
-
 
 def admin(sql: str) -> None:
     with psycopg.connect(
@@ -95,197 +97,26 @@ def admin(sql: str) -> None:
         conn.execute(sql)
 
 
-class Minter:
-    """Fresh valid inputs, made in bulk in the database the server uses."""
+def inputs(ep: Endpoint, acc: Accounts, n: int) -> list[Request]:
+    """``n`` fresh requests to ``ep``, or 20 × n copies of one any number may repeat.
 
-    def __init__(self) -> None:
-        from django.contrib.auth.hashers import make_password
-
-        self.hash = make_password(PASSWORD)  # once: PBKDF2 is slow on purpose
-        self.serial = 0
-
-    def users(self, n: int, *, verified: bool = True, tag: str = "u") -> list[Any]:
-        from django.contrib.auth import get_user_model
-        from django.utils import timezone
-
-        from kinwise_auth.models import EmailIdentity
-
-        model = get_user_model()
-        made = []
-        for _ in range(n):
-            self.serial += 1
-            email = f"{tag}{self.serial}@bench.example"
-            made.append(
-                model(
-                    username=email, email=email, password=self.hash, is_active=verified
-                )
-            )
-        made = model._default_manager.bulk_create(made)
-        now = timezone.now()
-        EmailIdentity.objects.bulk_create(
-            EmailIdentity(
-                user=u,
-                email=u.email,
-                email_normalized=u.email,
-                verified_at=now if verified else None,
-            )
-            for u in made
-        )
-        return made
-
-    def links(self, users: list[Any], purpose: str, moved: bool = False) -> list[str]:
-        from django.utils import timezone
-
-        from kinwise_auth import crypto
-        from kinwise_auth.models import LinkToken
-
-        tokens = [crypto.new_link_token() for _ in users]
-        LinkToken.objects.bulk_create(
-            LinkToken(
-                user=u,
-                purpose=purpose,
-                token_hash=crypto.keyed_hash(t),
-                email=f"moved-{u.email}" if moved else "",
-                expires_at=timezone.now() + timedelta(hours=1),
-            )
-            for u, t in zip(users, tokens, strict=True)
-        )
-        return tokens
-
-    def codes(self, users: list[Any]) -> list[str]:
-        from django.utils import timezone
-
-        from kinwise_auth import crypto
-        from kinwise_auth.models import LoginCode
-
-        codes = [crypto.new_login_code(6) for _ in users]
-        LoginCode.objects.bulk_create(
-            LoginCode(
-                user=u,
-                code_hash=crypto.keyed_hash(crypto.login_code_message(u.pk, c)),
-                expires_at=timezone.now() + timedelta(minutes=10),
-            )
-            for u, c in zip(users, codes, strict=True)
-        )
-        return codes
-
-    @staticmethod
-    def bearer(user: Any) -> dict[str, str]:
-        from rest_framework_simplejwt.tokens import RefreshToken
-
-        return {"Authorization": f"Bearer {RefreshToken.for_user(user).access_token}"}
-
-    @staticmethod
-    def refresh(user: Any) -> str:
-        from rest_framework_simplejwt.tokens import RefreshToken
-
-        return str(RefreshToken.for_user(user))
+    Requests run concurrently: one that needs an account of its own gets a new
+    one each (made in bulk); minting supersedes a user's live codes and links,
+    so many live at once need one user per code or token.
+    """
+    if ep.account in (Account.OWN, Account.OWN_PENDING):
+        verified = ep.account is Account.OWN
+        users = acc.users(n, verified=verified, prefix="own" if verified else "pending")
+        return [request(ep, acc, u) for u in users]
+    if ep.account is Account.ADDRESS or ep.secret:
+        return [request(ep, acc, account(ep, acc)) for _ in range(n)]
+    return [request(ep, acc, account(ep, acc))] * (n * 20)
 
 
-def post(
-    path: str, body: dict[str, Any], headers: dict[str, str] | None = None
-) -> Request:
-    return "POST", API + path, body, headers or {}
-
-
-def endpoints(
-    m: Minter, fixed: dict[str, Any]
-) -> dict[str, Callable[[int], list[Request]]]:
-    """For each endpoint, a function making ``n`` fresh requests."""
-    known, pending = fixed["known"], fixed["pending"]
-
-    def verify_email(n: int) -> list[Request]:
-        tokens = m.links(m.users(n, verified=False, tag="p"), "verify_email")
-        return [post("verify-email/", {"token": t}) for t in tokens]
-
-    def otp_verify(n: int) -> list[Request]:
-        users = m.users(n)
-        return [
-            post("otp/verify/", {"email": u.email, "code": c})
-            for u, c in zip(users, m.codes(users), strict=True)
-        ]
-
-    def reset_confirm(n: int) -> list[Request]:
-        body = {"new_password": OTHER_PASSWORD, "new_password_confirm": OTHER_PASSWORD}
-        tokens = m.links(m.users(n), "password_reset")
-        return [post("password/reset/confirm/", {"token": t, **body}) for t in tokens]
-
-    def change(n: int) -> list[Request]:
-        body = {
-            "current_password": PASSWORD,
-            "new_password": OTHER_PASSWORD,
-            "new_password_confirm": OTHER_PASSWORD,
-        }
-        return [post("password/change/", body, m.bearer(u)) for u in m.users(n)]
-
-    def email_change(n: int) -> list[Request]:
-        return [
-            post(
-                "email/change/",
-                {"new_email": f"new-{u.email}", "password": PASSWORD},
-                m.bearer(u),
-            )
-            for u in m.users(n)
-        ]
-
-    def email_confirm(n: int) -> list[Request]:
-        tokens = m.links(m.users(n), "email_change", moved=True)
-        return [post("email/change/confirm/", {"token": t}) for t in tokens]
-
-    def delete(n: int) -> list[Request]:
-        return [
-            post("account/delete/", {"password": PASSWORD}, m.bearer(u))
-            for u in m.users(n)
-        ]
-
-    def register(n: int) -> list[Request]:
-        m.serial += n
-        return [
-            post(
-                "register/",
-                {
-                    "email": f"r{m.serial - i}@bench.example",
-                    "password": PASSWORD,
-                    "password_confirm": PASSWORD,
-                },
-            )
-            for i in range(n)
-        ]
-
-    def same(req: Request) -> Callable[[int], list[Request]]:
-        return lambda n: [req] * (n * 20)
-
-    def refreshes(path: str) -> Callable[[int], list[Request]]:
-        return lambda n: [post(path, {"refresh": m.refresh(known)}) for _ in range(n)]
-
-    return {
-        "register/": register,
-        "verify-email/": verify_email,
-        "resend-verification/": same(
-            post("resend-verification/", {"email": pending.email})
-        ),
-        "otp/request/": same(post("otp/request/", {"email": known.email})),
-        "otp/verify/": otp_verify,
-        "login/": same(post("login/", {"email": known.email, "password": PASSWORD})),
-        "token/refresh/": refreshes("token/refresh/"),
-        "logout/": refreshes("logout/"),
-        "me/": lambda n: [("GET", API + "me/", None, m.bearer(known))] * (n * 20),
-        "password/reset/": same(post("password/reset/", {"email": known.email})),
-        "password/reset/confirm/": reset_confirm,
-        "password/change/": change,
-        "email/change/": email_change,
-        "email/change/confirm/": email_confirm,
-        "account/delete/": delete,
-    }
-
-
-# Endpoints that hash a password (PBKDF2): a few requests a second per core.
-SLOW = {
-    "password/reset/confirm/",
-    "password/change/",
-    "email/change/",
-    "account/delete/",
-}
+LOADED = [ep for ep in ENDPOINTS if not ep.variant]
+# Endpoints that hash a password (PBKDF2) on an account of their own: a few
+# requests a second per core.
+SLOW = {ep.name for ep in LOADED if ep.hashes and ep.account is Account.OWN}
 
 
 @dataclass
@@ -355,12 +186,14 @@ def limit_delivery_rate(node: str) -> None:
     """
     from celery import Celery
 
+    from kinwise_auth.publishing import DELIVER_TASK
+
     app = Celery("kinwise-bench-control", broker=BROKER, set_as_current=False)
     deadline = time.monotonic() + 60
     try:
         while time.monotonic() < deadline:
             replies = app.control.rate_limit(
-                "kinwise_auth.tasks.deliver",
+                DELIVER_TASK,
                 DELIVERY_RATE,
                 destination=[node],
                 reply=True,
@@ -413,10 +246,7 @@ def main() -> None:
 
         django.setup()
         call_command("migrate", verbosity=0)
-        m = Minter()
-        (known,) = m.users(1, tag="known")
-        (pending,) = m.users(1, verified=False, tag="pending")
-        makers = endpoints(m, {"known": known, "pending": pending})
+        acc = Accounts()
 
         with SmtpSink() as sink:
             env = {**os.environ, "EMAIL_PORT": str(sink.port), "PYTHONPATH": str(ROOT)}
@@ -480,13 +310,15 @@ def main() -> None:
                 f" {'p99 ms':>8} {'errors':>6}"
             )
             moves: list[tuple[str, float]] = []
-            for name, make in makers.items():
+            for ep in LOADED:
+                name = ep.name
                 results = {"now": Result(), "300ms": Result()}
                 for _ in range(REPEATS):
                     for sink_name, delay in (("now", 0.0), ("300ms", SLOW_SMTP)):
                         broker.delete("auth", "celery")
                         sink.delay = delay
-                        part = load(port, make(200 if name in SLOW else POOL))
+                        made = inputs(ep, acc, 200 if name in SLOW else POOL)
+                        part = load(port, made)
                         results[sink_name].add(part)
                 for sink_name, result in results.items():
                     print(line(name, sink_name, result), flush=True)

@@ -52,20 +52,25 @@ from rest_framework_simplejwt.tokens import RefreshToken  # noqa: E402
 from bench.common import (  # noqa: E402
     DEFAULT_HASHER,
     FAST_HASHER,
-    OTHER_PASSWORD,
-    PASSWORD,
     Accounts,
     median_ms,
     percentile_ms,
     throwaway_database,
     use_hasher,
 )
+from bench.endpoints import (  # noqa: E402
+    ENDPOINTS,
+    Endpoint,
+    account,
+    request,
+    through,
+)
+from bench.endpoints import Request as Prepared  # noqa: E402
 from kinwise_auth.models import AuthEvent  # noqa: E402
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "200"))
 SLOW_ROUNDS = int(os.environ.get("BENCH_SLOW_ROUNDS", "8"))
 WARMUP = 10
-PREFIX = "/api/v1/auth/"
 
 
 class BaselineA(APIView):
@@ -106,7 +111,23 @@ urlpatterns = [
     path("api/v1/auth/", include("kinwise_auth.urls")),
 ]
 
-Prepared = tuple[str, str, dict[str, Any] | None, dict[str, str]]
+# The targets, against baseline A or B (times its median CPU).
+TARGETS = {
+    "register/": ("A", 2.0),
+    "verify-email/": ("A", 1.5),
+    "otp/request/": ("A", 1.5),
+    "otp/verify/": ("B", 1.5),
+    "login/": ("B", 1.3),
+}
+LABELS = {"verify-email/": "verify-email/ (POST)"}
+# One request at a time here: these reuse a standing account (passwords
+# alternate) instead of one of their own.
+REUSED = {
+    "otp/verify/": "known",
+    "password/reset/confirm/": "resetter",
+    "password/change/": "changer",
+    "email/change/": "known",
+}
 
 
 @dataclass
@@ -121,142 +142,38 @@ class Case:
     wall: list[float] = field(default_factory=list)
 
 
-def post(url: str, data: dict[str, Any], bearer: str = "") -> Prepared:
-    headers = {"HTTP_AUTHORIZATION": bearer} if bearer else {}
-    return "post", url, data, headers
+def baseline(name: str, url: str) -> Case:
+    """A bare view, called with the standing account's address."""
+
+    def prepare(acc: Accounts) -> Prepared:
+        return "POST", url, {"email": acc.address(acc.standing("known"))}, {}
+
+    return Case(name, prepare)
+
+
+def endpoint(ep: Endpoint) -> Case:
+    """``ep`` from the catalogue, as the account its entry (or REUSED) names."""
+
+    def prepare(acc: Accounts) -> Prepared:
+        role = REUSED.get(ep.name)
+        return request(ep, acc, acc.standing(role) if role else account(ep, acc))
+
+    return Case(LABELS.get(ep.name, ep.name), prepare, ep.hashes, TARGETS.get(ep.name))
 
 
 def cases() -> list[Case]:
     """Every endpoint of the API contract and the two baselines."""
-    a = PREFIX
-
-    def baseline(url: str) -> Callable[[Accounts], Prepared]:
-        def prepare(acc: Accounts) -> Prepared:
-            return post(url, {"email": acc.known})
-
-        return prepare
-
-    def register(acc: Accounts) -> Prepared:
-        return post(
-            a + "register/",
-            {
-                "email": acc.email("new"),
-                "password": PASSWORD,
-                "password_confirm": PASSWORD,
-            },
-        )
-
-    def verify_email(acc: Accounts) -> Prepared:
-        user = acc.user(acc.email("pending"), verified=False)
-        return post(a + "verify-email/", {"token": acc.link(user, "verify_email")})
-
-    def verify_email_get(acc: Accounts) -> Prepared:
-        user = acc.user(acc.email("pending"), verified=False)
-        token = acc.link(user, "verify_email")
-        return "get", a + f"verify-email/?token={token}", None, {}
-
-    def otp_verify(acc: Accounts) -> Prepared:
-        return post(a + "otp/verify/", {"email": acc.known, "code": acc.code(acc.me)})
-
-    def refresh(acc: Accounts) -> Prepared:
-        return post(a + "token/refresh/", {"refresh": acc.refresh(acc.me)})
-
-    def logout(acc: Accounts) -> Prepared:
-        return post(a + "logout/", {"refresh": acc.refresh(acc.me)})
-
-    def me(acc: Accounts) -> Prepared:
-        return "get", a + "me/", None, {"HTTP_AUTHORIZATION": acc.access(acc.me)}
-
-    def reset_confirm(acc: Accounts) -> Prepared:
-        token = acc.link(acc.resetter, "password_reset")
-        acc.flip = not acc.flip
-        new = OTHER_PASSWORD if acc.flip else PASSWORD
-        return post(
-            a + "password/reset/confirm/",
-            {"token": token, "new_password": new, "new_password_confirm": new},
-        )
-
-    def change(acc: Accounts) -> Prepared:
-        old, new = (
-            (PASSWORD, OTHER_PASSWORD)
-            if acc.changer_at_first
-            else (OTHER_PASSWORD, PASSWORD)
-        )
-        acc.changer_at_first = not acc.changer_at_first
-        return post(
-            a + "password/change/",
-            {"current_password": old, "new_password": new, "new_password_confirm": new},
-            acc.access(acc.changer),
-        )
-
-    def email_change(acc: Accounts) -> Prepared:
-        return post(
-            a + "email/change/",
-            {"new_email": acc.email("moved"), "password": PASSWORD},
-            acc.access(acc.me),
-        )
-
-    def email_change_confirm(acc: Accounts) -> Prepared:
-        user = acc.user(acc.email("mover"))
-        token = acc.link(user, "email_change", email=acc.email("moved"))
-        return post(a + "email/change/confirm/", {"token": token})
-
-    def delete(acc: Accounts) -> Prepared:
-        user = acc.user(acc.email("leaver"))
-        return post(a + "account/delete/", {"password": PASSWORD}, acc.access(user))
-
-    def email_only(url: str, who: str) -> Callable[[Accounts], Prepared]:
-        def prepare(acc: Accounts) -> Prepared:
-            return post(a + url, {"email": getattr(acc, who)})
-
-        return prepare
-
-    def login(acc: Accounts) -> Prepared:
-        return post(a + "login/", {"email": acc.known, "password": PASSWORD})
-
     return [
-        Case("baseline A", baseline("/bench/a/")),
-        Case("baseline B", baseline("/bench/b/")),
-        Case("register/", register, hashes=True, target=("A", 2.0)),
-        Case("verify-email/ (POST)", verify_email, target=("A", 1.5)),
-        Case("verify-email/ (GET)", verify_email_get),
-        Case("resend-verification/", email_only("resend-verification/", "pending")),
-        Case("otp/request/", email_only("otp/request/", "known"), target=("A", 1.5)),
-        Case("otp/verify/", otp_verify, target=("B", 1.5)),
-        Case("login/", login, hashes=True, target=("B", 1.3)),
-        Case("token/refresh/", refresh),
-        Case("logout/", logout),
-        Case("me/", me),
-        Case("password/reset/", email_only("password/reset/", "known")),
-        Case("password/reset/confirm/", reset_confirm, hashes=True),
-        Case("password/change/", change, hashes=True),
-        Case("email/change/", email_change, hashes=True),
-        Case("email/change/confirm/", email_change_confirm),
-        Case("account/delete/", delete, hashes=True),
+        baseline("baseline A", "/bench/a/"),
+        baseline("baseline B", "/bench/b/"),
+        *(endpoint(ep) for ep in ENDPOINTS),
     ]
 
 
-def make_accounts() -> Accounts:
-    """The standing accounts the cases use (made with the current hasher)."""
-    acc = Accounts()
-    acc.known = acc.email("known")
-    acc.me = acc.user(acc.known)
-    acc.pending = acc.email("pending")
-    acc.user(acc.pending, verified=False)
-    acc.resetter = acc.user(acc.email("resetter"))
-    acc.changer = acc.user(acc.email("changer"))
-    acc.changer_at_first = True
-    acc.flip = False
-    return acc
-
-
 def call(client: APIClient, case: Case, acc: Accounts, record: bool) -> None:
-    method, url, data, headers = case.prepare(acc)
+    send = through(client, case.prepare(acc))
     wall, cpu = time.perf_counter(), time.process_time()
-    if method == "get":
-        response = client.get(url, **headers)
-    else:
-        response = client.post(url, data, format="json", **headers)
+    response = send()
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     assert response.status_code < 300, (
         case.name,
@@ -270,7 +187,7 @@ def call(client: APIClient, case: Case, acc: Accounts, record: bool) -> None:
 
 def run(selected: list[Case], rounds: int) -> dict[str, Case]:
     """Round-robin over ``selected`` so drift and noise hit every case alike."""
-    acc = make_accounts()
+    acc = Accounts()  # its hash made with the current hasher
     client = APIClient()
     for n in range(WARMUP + rounds):
         for case in selected:
