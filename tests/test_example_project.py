@@ -11,13 +11,11 @@ import http.cookiejar
 import json
 import re
 import secrets
-import signal
 import socket
 import sqlite3
 import subprocess
 import sys
 import textwrap
-import time
 import urllib.parse
 import urllib.request
 from contextlib import closing
@@ -28,15 +26,17 @@ from typing import Any
 import pytest
 import yaml
 
-from .example_tools import (
+from tests.support.example_project import (
     EXAMPLE_DIR,
-    CollectedProcess,
+    demo_env,
     example_env,
     explain,
-    free_port,
     run,
     settings_env_names,
 )
+from tests.support.http import opener
+from tests.support.processes import CollectedProcess, free_port
+from tests.support.waiting import wait_until
 
 KINWISE_TASKS = [
     "kinwise_auth.tasks.deliver",
@@ -230,29 +230,10 @@ LAUNCHER = "run_demo.py"
 SUPERUSER_LINE = re.compile(r"  Superuser (\S+@\S+)  password (\S+)   \((.+)\)")
 
 
-def demo_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
-    """The launcher's environment: no database, broker or cache configured (it
-    chooses), local Redis and PostgreSQL pointed at closed ports, its files under
-    ``tmp_path/demo``, a spare web port."""
-    defaults = {
-        "PORT": str(free_port()),
-        "DEMO_DIR": str(tmp_path / "demo"),
-        "DEMO_LOCAL_REDIS": f"redis://127.0.0.1:{free_port()}",
-        "DEMO_LOCAL_POSTGRES": f"127.0.0.1:{free_port()}",
-        "NO_COLOR": "1",
-    }
-    env = example_env(tmp_path, **{**defaults, **overrides})
-    del env["DATABASE_URL"]
-    return env
-
-
 def sign_in_to_admin(base: str, username: str, password: str) -> str:
     """Sign in through the admin's form; the title of the page it ends on."""
-    opener = urllib.request.build_opener(
-        urllib.request.ProxyHandler({}),
-        urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()),
-    )
-    with opener.open(f"{base}/admin/login/?next=/admin/", timeout=10) as answer:
+    browser = opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+    with browser.open(f"{base}/admin/login/?next=/admin/", timeout=10) as answer:
         form = answer.read().decode()
     token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form)
     assert token is not None, form[:2000]
@@ -263,7 +244,7 @@ def sign_in_to_admin(base: str, username: str, password: str) -> str:
         "next": "/admin/",
     }
     data = urllib.parse.urlencode(fields).encode()
-    with opener.open(f"{base}/admin/login/?next=/admin/", data, timeout=10) as answer:
+    with browser.open(f"{base}/admin/login/?next=/admin/", data, timeout=10) as answer:
         title = re.search(r"<title>(.*?)</title>", answer.read().decode(), re.S)
     return title[1].strip() if title else ""
 
@@ -277,20 +258,24 @@ class DemoRun(CollectedProcess):
         super().__init__([sys.executable, LAUNCHER], cwd=EXAMPLE_DIR, env=env)
 
     def wait_until_up(self, timeout: float = 120) -> None:
-        deadline = time.monotonic() + timeout
         up = ("web    | Quit the server", "worker | ", " ready.", "beat   | ")
-        while not all(part in self.output for part in up):
-            if self.process.poll() is not None or time.monotonic() > deadline:
+
+        def running() -> None:
+            if self.process.poll() is not None:
                 self.stop()
                 pytest.fail(f"the demo did not come up:\n{self.output[-6000:]}")
-            time.sleep(0.2)
+
+        wait_until(
+            lambda: all(part in self.output for part in up),
+            timeout=timeout,
+            what="the demo up: web, worker and beat",
+            interval=0.2,
+            check=running,
+            details=lambda: self.output[-6000:],
+        )
 
     def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-        status = self.process.wait(timeout=60)
-        self.reader.join(timeout=5)
-        return status
+        return self.interrupt(timeout=60)
 
 
 @pytest.fixture(scope="module")

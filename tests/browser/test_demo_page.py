@@ -22,24 +22,22 @@ Debian's Chromium (``/usr/bin/chromium``) drives it through Playwright; under
 from __future__ import annotations
 
 import math
-import os
 import re
-import signal
-import socket
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
-from ..example_tools import CollectedProcess, settings_env_names
+from tests.support.example_project import demo_env
+from tests.support.gate import unavailable
+from tests.support.http import OPENER, status_of
+from tests.support.processes import REPO_ROOT, CollectedProcess
+from tests.support.waiting import wait_until
 
 if TYPE_CHECKING:
     from playwright.sync_api import Locator, Page
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = REPO_ROOT / "artifacts" / "screenshots"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
@@ -60,19 +58,6 @@ MAX_REGISTRATIONS = 20
 pytestmark = pytest.mark.browser
 
 
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
-        pytest.fail(f"{reason} (CI=true: the browser test must run)")
-    pytest.skip(reason)
-
-
-def closed_port() -> int:
-    """A loopback port nothing listens on."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class DemoProcess(CollectedProcess):
     """``make demo`` in a subprocess; its output is collected line by line."""
 
@@ -80,52 +65,28 @@ class DemoProcess(CollectedProcess):
         super().__init__(["make", "demo"], cwd=REPO_ROOT, env=env, new_session=True)
 
     def wait_for_page(self, url: str) -> None:
-        deadline = time.monotonic() + START_TIMEOUT
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        while time.monotonic() < deadline:
+        """Until ``url`` answers 200 and the worker has started."""
+
+        def running() -> None:
             if self.process.poll() is not None:
                 pytest.fail(f"make demo exited early:\n{self.output[-6000:]}")
-            try:
-                with opener.open(url, timeout=2) as answer:
-                    if answer.status == 200 and "worker" in self.output:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.25)
-        pytest.fail(f"the demo page never answered at {url}:\n{self.output[-6000:]}")
 
-    def interrupt(self) -> int:
-        """Ctrl-C, as a terminal sends it (to make and run_demo.py); make's status."""
-        os.killpg(self.process.pid, signal.SIGINT)
-        try:
-            return self.process.wait(timeout=30)
-        finally:
-            self.reader.join(timeout=5)
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=10)
+        wait_until(
+            lambda: "worker" in self.output and status_of(url) == 200,
+            timeout=START_TIMEOUT,
+            what=f"the demo page answering at {url}",
+            interval=0.25,
+            check=running,
+            details=lambda: self.output[-6000:],
+        )
 
 
 @pytest.fixture
 def demo(tmp_path: Path) -> Iterator[tuple[DemoProcess, str]]:
-    names = settings_env_names()
-    env = {k: v for k, v in os.environ.items() if k not in names}
-    port = closed_port()
-    env.update(
-        PORT=str(port),
-        ENV_FILE="",  # no developer's .env
-        DEMO_DIR=str(tmp_path / "demo"),
-        DEMO_LOCAL_REDIS=f"redis://127.0.0.1:{closed_port()}",
-        DEMO_LOCAL_POSTGRES=f"127.0.0.1:{closed_port()}",
-        PYTHONDONTWRITEBYTECODE="1",
-        NO_COLOR="1",
-    )
-    env.pop("DJANGO_SETTINGS_MODULE", None)
+    env = demo_env(tmp_path)  # the example's own settings, no developer's .env
     process = DemoProcess(env)
     try:
-        yield process, f"http://127.0.0.1:{port}"
+        yield process, f"http://127.0.0.1:{env['PORT']}"
     finally:
         process.kill()
 
@@ -133,11 +94,11 @@ def demo(tmp_path: Path) -> Iterator[tuple[DemoProcess, str]]:
 @pytest.fixture
 def browser_page() -> Iterator[Page]:
     if not Path(CHROMIUM).exists():
-        _unavailable(f"{CHROMIUM} is missing (apt-get install chromium)")
+        unavailable("browser test", f"{CHROMIUM} is missing (apt-get install chromium)")
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        _unavailable("playwright is not installed")
+        unavailable("browser test", "playwright is not installed")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
@@ -161,14 +122,18 @@ def wait_for_mail(page: Page, to: str, subject: str, count: int = 1) -> Locator:
     mailbox = page.locator("#mailbox")
     mailbox.locator('input[name="to"]').fill(to)
     items = mailbox.locator(".email", has_text=subject)
-    deadline = time.monotonic() + MAIL_TIMEOUT
-    while time.monotonic() < deadline:
+
+    def shown() -> Locator | None:
         mailbox.get_by_role("button", name="Check mail").click()
         page.wait_for_timeout(300)
-        if items.count() >= count:
-            return items.first
-        time.sleep(0.5)
-    pytest.fail(f"not {count} email(s) {subject!r} for {to} within {MAIL_TIMEOUT:.0f}s")
+        return items.first if items.count() >= count else None
+
+    return wait_until(
+        shown,
+        timeout=MAIL_TIMEOUT,
+        what=f"{count} email(s) {subject!r} for {to}",
+        interval=0.5,
+    )
 
 
 def last_answer(page: Page) -> str:
@@ -556,10 +521,8 @@ def test_the_whole_journey_in_the_browser(
     shot(page, "12-rate-limited")
 
     # Ctrl-C stops web, worker and beat cleanly (make then reports the interrupt).
-    process.interrupt()
+    process.interrupt(timeout=30)
     assert "demo: stopped." in process.output, process.output[-4000:]
     assert "did not stop in time" not in process.output
     with pytest.raises(OSError):
-        urllib.request.build_opener(urllib.request.ProxyHandler({})).open(
-            f"{base}/", timeout=2
-        )
+        OPENER.open(f"{base}/", timeout=2)

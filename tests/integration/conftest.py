@@ -11,53 +11,39 @@ invocation, with the environment that points ``tests/settings.py`` at the servic
     pytest -m integration tests/integration
 
 A missing service or variable skips the suite with the reason, or fails it when
-``CI`` is "true", so CI cannot pass by skipping.
+``CI`` is set (:func:`tests.support.gate.unavailable`), so CI cannot pass by
+skipping. The helpers the tests share are in :mod:`tests.support`.
 """
 
 from __future__ import annotations
 
-import email
+import logging
 import os
-import socket
-import subprocess
 import threading
-import time
 from collections.abc import Callable, Generator, Iterator
-from dataclasses import dataclass, field
-from email import policy
-from email.message import EmailMessage
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
-from urllib.parse import urlsplit
+from typing import Any
 
 import psycopg
 import pytest
-import redis
-from aiosmtpd.controller import Controller
 from celery.signals import before_task_publish
 from django.conf import settings
-from django.db import connection
 
 from tests.celery_app import app as celery_app
+from tests.support.brokers import is_redis_url, private_redis, redis_client
+from tests.support.gate import unavailable
+from tests.support.smtp import SMTPServer, running_smtp
+from tests.support.workers import (
+    Worker,
+    Workers,
+    fault_workers,
+    start_worker,
+    subprocess_env,
+)
 
-from .fault_tools import Worker, worker_command
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
 SERVICE_TIMEOUT = 3.0  # seconds to reach PostgreSQL, Redis or the broker
-WORKER_READY_TIMEOUT = 30.0  # a worker that is not consuming by then is broken
-EMAIL_TIMEOUT = 20.0  # how long a test waits for an email to reach SMTP
 WORKER_LOG_KEY = pytest.StashKey[Path]()
-
-
-def _unavailable(reason: str) -> NoReturn:
-    """Skip with ``reason``, or fail when ``CI`` is "true"."""
-    if os.environ.get("CI", "").strip().lower() == "true":
-        pytest.fail(f"integration suite cannot run: {reason}", pytrace=False)
-    pytest.skip(f"integration suite cannot run: {reason}")
-
-
-def _is_redis_url(url: str) -> bool:
-    return urlsplit(url).scheme in {"redis", "rediss"}
 
 
 def _configuration_problems() -> list[str]:
@@ -107,9 +93,7 @@ def _check_postgres() -> None:
 
 
 def _check_redis(url: str) -> None:
-    client = redis.Redis.from_url(
-        url, socket_connect_timeout=SERVICE_TIMEOUT, socket_timeout=SERVICE_TIMEOUT
-    )
+    client = redis_client(url, SERVICE_TIMEOUT)
     try:
         client.ping()
     finally:
@@ -117,7 +101,7 @@ def _check_redis(url: str) -> None:
 
 
 def _check_broker(url: str) -> None:
-    if _is_redis_url(url):
+    if is_redis_url(url):
         _check_redis(url)
         return
     with celery_app.connection_for_write(connect_timeout=SERVICE_TIMEOUT) as conn:
@@ -129,7 +113,7 @@ def integration_services() -> None:
     """The gate: this run is configured for integration and every service answers."""
     problems = _configuration_problems()
     if problems:
-        _unavailable("; ".join(problems))
+        unavailable("integration suite", "; ".join(problems))
     checks: list[tuple[str, Callable[[], None]]] = [
         ("PostgreSQL", _check_postgres),
         ("the broker", lambda: _check_broker(str(celery_app.conf.broker_url))),
@@ -142,7 +126,10 @@ def integration_services() -> None:
         try:
             check()
         except Exception as exc:  # any failure to connect means "unreachable"
-            _unavailable(f"{name} is unreachable: {type(exc).__name__}: {exc}")
+            unavailable(
+                "integration suite",
+                f"{name} is unreachable: {type(exc).__name__}: {exc}",
+            )
 
 
 @pytest.fixture(scope="session")
@@ -153,119 +140,44 @@ def django_db_setup(integration_services: None, django_db_setup: None) -> None:
 # --- SMTP ---------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ReceivedEmail:
-    """One message as the SMTP server received it."""
-
-    mail_from: str
-    rcpt_tos: tuple[str, ...]
-    raw: bytes
-    message: EmailMessage
-
-    @property
-    def subject(self) -> str:
-        return str(self.message["Subject"])
-
-    def part(self, subtype: str) -> str:
-        """The text of the ``text/<subtype>`` body part; fails if there is none."""
-        body = self.message.get_body(preferencelist=(subtype,))
-        assert body is not None, f"no text/{subtype} part in {self.subject!r}"
-        assert body.get_content_type() == f"text/{subtype}"
-        return str(body.get_content())
-
-
-@dataclass
-class Mailbox:
-    """The aiosmtpd handler: keeps every message, readable from any thread."""
-
-    received: list[ReceivedEmail] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
-        raw = bytes(envelope.content)
-        message = email.message_from_bytes(raw, policy=policy.default)
-        assert isinstance(message, EmailMessage)
-        item = ReceivedEmail(
-            mail_from=str(envelope.mail_from),
-            rcpt_tos=tuple(envelope.rcpt_tos),
-            raw=raw,
-            message=message,
-        )
-        with self.lock:
-            self.received.append(item)
-        return "250 Message accepted for delivery"
-
-    def messages(self, recipient: str | None = None) -> list[ReceivedEmail]:
-        with self.lock:
-            items = list(self.received)
-        if recipient is None:
-            return items
-        return [m for m in items if recipient in m.rcpt_tos]
-
-    def clear(self) -> None:
-        with self.lock:
-            self.received.clear()
-
-    def wait_for(
-        self,
-        recipient: str,
-        subject: str,
-        *,
-        timeout: float = EMAIL_TIMEOUT,
-        check: Callable[[], None] | None = None,
-    ) -> ReceivedEmail:
-        """The first message to ``recipient`` with ``subject``, within ``timeout``.
-
-        ``check`` runs on every poll (e.g. to fail fast when the worker died).
-        """
-        deadline = time.monotonic() + timeout
-        while True:
-            for item in self.messages(recipient):
-                if item.subject == subject:
-                    return item
-            if check is not None:
-                check()
-            if time.monotonic() > deadline:
-                seen = [(m.rcpt_tos, m.subject) for m in self.messages()]
-                pytest.fail(
-                    f"no email {subject!r} to {recipient} within {timeout:.0f}s; "
-                    f"the SMTP server received {seen}"
-                )
-            time.sleep(0.1)
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass(frozen=True)
-class SMTPServer:
-    port: int
-    mailbox: Mailbox
-
-
 @pytest.fixture(scope="session")
 def smtp_server(integration_services: None) -> Iterator[SMTPServer]:
     """An aiosmtpd server on a spare loopback port, in this process."""
-    mailbox = Mailbox()
-    controller = Controller(
-        mailbox, hostname="127.0.0.1", port=_free_port(), ready_timeout=5.0
-    )
-    controller.start()
-    try:
-        yield SMTPServer(port=int(controller.port), mailbox=mailbox)
-    finally:
-        controller.stop()
+    with running_smtp() as server:
+        yield server
 
 
 @pytest.fixture
-def mailbox(smtp_server: SMTPServer) -> Iterator[Mailbox]:
-    """The SMTP server's mailbox, empty at the start of each test."""
-    smtp_server.mailbox.clear()
-    yield smtp_server.mailbox
-    smtp_server.mailbox.clear()
+def mailbox(smtp_server: SMTPServer) -> Iterator[SMTPServer]:
+    """The SMTP server, with no message received, at the start of each test."""
+    smtp_server.clear()
+    yield smtp_server
+    smtp_server.clear()
+
+
+@pytest.fixture
+def smtp() -> Iterator[SMTPServer]:
+    """An SMTP server of the test's own, whose faults the test switches on."""
+    with running_smtp() as server:
+        yield server
+
+
+# --- the live server -----------------------------------------------------------
+
+
+@pytest.fixture
+def api(live_server: Any) -> str:
+    """The API's root on pytest-django's live server, for requests over real HTTP."""
+    return f"{live_server.url}/api/v1/auth"
+
+
+@pytest.fixture
+def debug_logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    """``caplog`` at DEBUG for ``kinwise_auth`` and ``django``: a test that looks
+    for a secret in the logs reads everything they say."""
+    caplog.set_level(logging.DEBUG, logger="kinwise_auth")
+    caplog.set_level(logging.DEBUG, logger="django")
+    return caplog
 
 
 # --- Celery -------------------------------------------------------------------
@@ -277,27 +189,12 @@ def _purge_broker() -> None:
     with celery_app.connection_for_write(connect_timeout=SERVICE_TIMEOUT) as conn:
         conn.ensure_connection(max_retries=1, timeout=int(SERVICE_TIMEOUT))
         celery_app.control.purge(connection=conn)
-    if _is_redis_url(url):
-        client = redis.Redis.from_url(url, socket_timeout=SERVICE_TIMEOUT)
+    if is_redis_url(url):
+        client = redis_client(url, SERVICE_TIMEOUT)
         try:
             client.delete("unacked", "unacked_index", "unacked_mutex")
         finally:
             client.close()
-
-
-def _wait_until_ready(worker: Worker) -> None:
-    deadline = time.monotonic() + WORKER_READY_TIMEOUT
-    while time.monotonic() < deadline:
-        worker.assert_alive()
-        replies = (
-            celery_app.control.ping(destination=[worker.nodename], timeout=0.5) or []
-        )
-        if any(worker.nodename in reply for reply in replies):
-            return
-    pytest.fail(
-        f"the celery worker did not answer a ping within {WORKER_READY_TIMEOUT:.0f}s "
-        "(its log is in the report's 'celery worker log' section)"
-    )
 
 
 @pytest.fixture(scope="session")
@@ -314,38 +211,31 @@ def celery_worker(
     """
     log_path = tmp_path_factory.mktemp("celery") / "worker.log"
     request.config.stash[WORKER_LOG_KEY] = log_path
-    nodename = f"kinwise-it-{os.getpid()}@localhost"
-    env = {
-        **os.environ,
-        # pytest-django exports the run's settings module (--ds, ini or env).
-        "DJANGO_SETTINGS_MODULE": os.environ["DJANGO_SETTINGS_MODULE"],
-        "KINWISE_TEST_DB": "postgres",
-        # tests/settings.py uses this as NAME: the worker opens the test database.
-        "KINWISE_TEST_DB_NAME": str(connection.settings_dict["NAME"]),
-        "KINWISE_TEST_BROKER_URL": str(celery_app.conf.broker_url),
-        "KINWISE_TEST_SMTP_PORT": str(smtp_server.port),
-        "PYTHONPATH": os.pathsep.join(
-            p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p
-        ),
-    }
-    command = worker_command(nodename)
+    env = subprocess_env(
+        broker_url=str(celery_app.conf.broker_url), smtp_port=smtp_server.port
+    )
     _purge_broker()
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            command,
-            cwd=REPO_ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group, stopped as one
-        )
-    worker = Worker(process=process, log_path=log_path, nodename=nodename)
-    try:
-        _wait_until_ready(worker)
+    with start_worker(
+        env, log_path=log_path, nodename=f"kinwise-it-{os.getpid()}@localhost"
+    ) as worker:
         yield worker
-    finally:
-        worker.stop()
+
+
+@pytest.fixture
+def workers(transactional_db: None, tmp_path: Path) -> Iterator[Workers]:
+    """Prefork workers the test starts, and may kill, on the fault broker, which
+    this process publishes to meanwhile; every one is killed at the end."""
+    with fault_workers(tmp_path) as started:
+        yield started
+
+
+@pytest.fixture(scope="module")
+def unconsumed_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A private broker no worker consumes, one per test module: the emails its
+    tests' requests queue are never delivered (a worker of another test, still
+    running, would otherwise deliver them while the database is flushed)."""
+    with private_redis(tmp_path_factory.mktemp("unconsumed-broker")) as broker:
+        yield broker.url
 
 
 @pytest.hookimpl(wrapper=True)
@@ -408,9 +298,9 @@ def broker_dump() -> Callable[[], bytes]:
     url = str(celery_app.conf.broker_url)
 
     def dump() -> bytes:
-        if not _is_redis_url(url):
+        if not is_redis_url(url):
             return b""
-        client = redis.Redis.from_url(url, socket_timeout=SERVICE_TIMEOUT)
+        client = redis_client(url, SERVICE_TIMEOUT)
         chunks: list[Any] = []
         try:
             for key in client.scan_iter():

@@ -8,51 +8,36 @@ is still live, and an email still waiting to be sent, stay.
 
 from __future__ import annotations
 
-import secrets
 import time
-import uuid
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 
-from kinwise_auth import crypto
 from kinwise_auth.models import AuthEvent, LinkToken, LoginCode, OutboxEmail
 from kinwise_auth.services import RequestMeta, register_user, request_login_code
-
-from .fault_tools import (
-    celery_beat_process,
-    celery_worker_process,
-    private_redis,
-    publisher_broker,
-    subprocess_env,
-    wait_until,
-)
-
-if TYPE_CHECKING:
-    from .conftest import Mailbox, SMTPServer
+from kinwise_auth.services.secrets import mint_link, mint_login_code
+from tests.support.accounts import PASSWORD, new_address
+from tests.support.brokers import private_redis, publisher_broker
+from tests.support.smtp import SMTPServer
+from tests.support.waiting import wait_until
+from tests.support.workers import start_beat, start_worker, subprocess_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
-PASSWORD = "correct-Horse-battery-9"
 LIFETIME = 3  # seconds: every lifetime and retention the worker runs with
 PURGE_EVERY = 1.0  # seconds between two purges the beat schedules
 TIMEOUT = 30.0
 Status = OutboxEmail.Status
 
 
-def new_address(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:12]}@example.com"
-
-
 def test_beat_purges_what_expired_and_keeps_what_lives(
     make_user: Callable[..., Any],
     smtp_server: SMTPServer,
-    mailbox: Mailbox,
+    mailbox: SMTPServer,
     tmp_path: Path,
 ) -> None:
     auth = {
@@ -64,13 +49,10 @@ def test_beat_purges_what_expired_and_keeps_what_lives(
     }
     with private_redis(tmp_path) as broker:
         env = subprocess_env(
-            db_name=str(connection.settings_dict["NAME"]),
-            broker_url=broker.url,
-            smtp_port=smtp_server.port,
-            auth=auth,
+            broker_url=broker.url, smtp_port=smtp_server.port, auth=auth
         )
         with (
-            celery_worker_process(env, log_path=tmp_path / "worker.log") as worker,
+            start_worker(env, log_path=tmp_path / "worker.log") as worker,
             publisher_broker(broker.url),
         ):
             registered = [new_address("pending") for _ in range(3)]
@@ -81,7 +63,7 @@ def test_beat_purges_what_expired_and_keeps_what_lives(
             wait_until(
                 lambda: OutboxEmail.objects.filter(status=Status.SENT).count() == 4,
                 timeout=TIMEOUT,
-                message="the worker did not send the four emails",
+                what="the worker sending the four emails",
             )
             assert LinkToken.objects.count() == 3
             assert LoginCode.objects.count() == 1
@@ -89,17 +71,18 @@ def test_beat_purges_what_expired_and_keeps_what_lives(
             sent_before = set(OutboxEmail.objects.values_list("pk", flat=True))
 
             # What must stay: a token and a code still live, an email never sent.
-            live_token = LinkToken.objects.create(
+            # (The new code supersedes the one just sent, which has expired by
+            # the purge anyway: the purge goes by expiry alone.)
+            mint_link(
                 user=active,
                 purpose=LinkToken.Purpose.PASSWORD_RESET,
-                token_hash=crypto.keyed_hash(secrets.token_urlsafe(32)),
-                expires_at=timezone.now() + timedelta(hours=1),
+                valid_for=timedelta(hours=1),
             )
-            live_code = LoginCode.objects.create(
-                user=active,
-                code_hash=crypto.keyed_hash(secrets.token_hex(8)),
-                expires_at=timezone.now() + timedelta(hours=1),
+            live_token = LinkToken.objects.get(
+                user=active, purpose=LinkToken.Purpose.PASSWORD_RESET
             )
+            mint_login_code(user=active, valid_for=timedelta(hours=1))
+            live_code = LoginCode.objects.filter(user=active).live().get()
             waiting = OutboxEmail.objects.create(
                 kind=OutboxEmail.Kind.LOGIN_CODE,
                 user=active,
@@ -111,13 +94,13 @@ def test_beat_purges_what_expired_and_keeps_what_lives(
             time.sleep(LIFETIME + 0.5)  # everything the worker wrote has expired
 
             beat_env = {**env, "KINWISE_TEST_PURGE_EVERY": str(PURGE_EVERY)}
-            with celery_beat_process(
+            with start_beat(
                 beat_env, log_path=tmp_path / "beat.log", schedule_dir=tmp_path
             ) as beat:
 
                 def purged() -> bool:
                     worker.assert_alive()
-                    assert beat.poll() is None, (tmp_path / "beat.log").read_text()
+                    beat.assert_alive()
                     return not (
                         OutboxEmail.objects.filter(pk__in=sent_before).exists()
                         or LinkToken.objects.exclude(pk=live_token.pk).exists()
@@ -125,9 +108,9 @@ def test_beat_purges_what_expired_and_keeps_what_lives(
                         or AuthEvent.objects.exists()
                     )
 
-                wait_until(purged, timeout=TIMEOUT, message="beat never purged")
+                wait_until(purged, timeout=TIMEOUT, what="beat purging")
 
-            beat_log = (tmp_path / "beat.log").read_text()
+            beat_log = beat.log()
             assert "kinwise_auth.tasks.purge_expired" in beat_log
             assert "kinwise_auth.tasks.purge_expired" in worker.log()
             assert LinkToken.objects.filter(pk=live_token.pk).exists()

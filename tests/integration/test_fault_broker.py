@@ -13,42 +13,38 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 
+from kinwise_auth import publishing
 from kinwise_auth.models import LinkToken, LoginCode, OutboxEmail
-
-from .fault_tools import (
-    RedisServer,
+from tests.support.accounts import PASSWORD, new_address
+from tests.support.brokers import (
     broker_drained,
-    celery_worker_process,
     hung_listener,
-    post_json,
     private_redis,
     publisher_broker,
+)
+from tests.support.commands import (
     release_barrier,
     republished,
     run_command,
     start_command,
-    subprocess_env,
-    wait_until,
 )
-
-if TYPE_CHECKING:
-    from .conftest import Mailbox, SMTPServer
-    from .fault_tools import WorkerProcess
+from tests.support.delivery import fail_on_failed_delivery
+from tests.support.http import post_json
+from tests.support.smtp import SMTPServer
+from tests.support.waiting import wait_until
+from tests.support.workers import Worker, start_worker, subprocess_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
-PASSWORD = "correct-Horse-battery-9"
 PUBLISH_BOUND = 2.0  # seconds: the issue's bound on an answer while the broker is down
 DELIVERY_TIMEOUT = 30.0
 Kind = OutboxEmail.Kind
@@ -61,21 +57,11 @@ SUBJECTS: dict[str, str] = {
 }
 NOT_PUBLISHED = "could not publish outbox email"
 
-
-def new_address(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:12]}@example.com"
-
-
-def database_name() -> str:
-    """The test database's actual name, for the processes this test starts."""
-    return str(connection.settings_dict["NAME"])
-
-
 Expected = list[tuple[str, str]]  # (recipient, kind) of each outbox row
 
 
 def call_every_emailing_endpoint(
-    base_url: str, make_user: Callable[..., Any]
+    api: str, make_user: Callable[..., Any]
 ) -> tuple[Expected, list[tuple[str, int, float]]]:
     """POST register/, resend-verification/, otp/request/ and password/reset/.
 
@@ -101,7 +87,7 @@ def call_every_emailing_endpoint(
     ]
     timings: list[tuple[str, int, float]] = []
     for path, payload, expected in calls:
-        answer = post_json(f"{base_url}/api/v1/auth/{path}", payload)
+        answer = post_json(f"{api}/{path}", payload)
         timings.append((path, answer.status, round(answer.elapsed, 3)))
         assert answer.status == expected, (path, answer.status, answer.body)
         assert answer.elapsed < PUBLISH_BOUND, (
@@ -125,32 +111,21 @@ def assert_all_pending(expected: Expected) -> None:
         assert row.attempts == 0
 
 
-def wait_all_sent(worker: WorkerProcess, count: int) -> None:
+def wait_all_sent(worker: Worker, count: int) -> None:
     """Until ``count`` rows are sent; fail at once on a failed row or a dead worker."""
-
-    def done() -> bool:
-        worker.assert_alive()
-        failed = list(
-            OutboxEmail.objects.filter(status=Status.FAILED).values_list(
-                "recipient", "last_error"
-            )
-        )
-        if failed:
-            pytest.fail(f"the worker gave up on {failed}")
-        return OutboxEmail.objects.filter(status=Status.SENT).count() >= count
-
     wait_until(
-        done,
+        lambda: OutboxEmail.objects.filter(status=Status.SENT).count() >= count,
         timeout=DELIVERY_TIMEOUT,
-        message=(
-            "the outbox rows were not all sent: "
-            f"{list(OutboxEmail.objects.values_list('recipient', 'status'))}"
+        what=f"{count} outbox rows sent",
+        check=fail_on_failed_delivery(worker),
+        details=lambda: str(
+            list(OutboxEmail.objects.values_list("recipient", "status"))
         ),
     )
 
 
 def assert_each_sent_once(
-    expected: Expected, mailbox: Mailbox, broker: RedisServer
+    expected: Expected, mailbox: SMTPServer, broker_url: str
 ) -> None:
     """Each row sent, claimed and minted once; each recipient got exactly one email.
 
@@ -158,9 +133,9 @@ def assert_each_sent_once(
     duplicate publish has then been run too, and would have shown.
     """
     wait_until(
-        lambda: broker_drained(broker),
+        lambda: broker_drained(broker_url),
         timeout=DELIVERY_TIMEOUT,
-        message="the worker never drained the broker",
+        what="the worker draining the broker",
     )
     # Addresses are unique to the test: another test's stray mail is not counted.
     recipients = {recipient for recipient, _ in expected}
@@ -190,10 +165,10 @@ def fault_dir(tmp_path: Path) -> Path:
 
 
 def test_broker_down_then_back_the_redrive_sends_each_email_once(
-    live_server: Any,
+    api: str,
     make_user: Callable[..., Any],
     smtp_server: SMTPServer,
-    mailbox: Mailbox,
+    mailbox: SMTPServer,
     fault_dir: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -201,31 +176,25 @@ def test_broker_down_then_back_the_redrive_sends_each_email_once(
     with private_redis(fault_dir) as broker:
         broker.stop()  # the broker the web process publishes to goes down
         with publisher_broker(broker.url):
-            expected, _ = call_every_emailing_endpoint(live_server.url, make_user)
+            expected, _ = call_every_emailing_endpoint(api, make_user)
         assert_all_pending(expected)
         assert caplog.text.count(NOT_PUBLISHED) == len(expected)
 
         broker.start()  # back, on the same port, empty: the publishes were lost
-        env = subprocess_env(
-            db_name=database_name(), broker_url=broker.url, smtp_port=smtp_server.port
-        )
-        with celery_worker_process(env, log_path=fault_dir / "worker.log") as worker:
-            assert broker_drained(broker)
+        env = subprocess_env(broker_url=broker.url, smtp_port=smtp_server.port)
+        with start_worker(env, log_path=fault_dir / "worker.log") as worker:
+            assert broker_drained(broker.url)
             assert_all_pending(expected)  # nothing but the re-drive will send them
 
             redrive = run_command(
-                subprocess_env(
-                    db_name=database_name(),
-                    broker_url=broker.url,
-                    auth={"OUTBOX_REDRIVE_AFTER": 0},
-                ),
+                subprocess_env(broker_url=broker.url, auth={"OUTBOX_REDRIVE_AFTER": 0}),
                 "kinwise_auth_redrive",
             )
             assert republished(redrive) == len(expected), redrive.stdout
 
             wait_all_sent(worker, len(expected))
-            assert_each_sent_once(expected, mailbox, broker)
-            assert "kinwise_auth.tasks.deliver" in worker.log()
+            assert_each_sent_once(expected, mailbox, broker.url)
+            assert publishing.DELIVER_TASK in worker.log()
 
 
 def make_waiting_rows(make_user: Callable[..., Any], per_kind: int) -> Expected:
@@ -263,23 +232,19 @@ def test_two_redrives_at_once_send_each_email_once(
     live_server: Any,
     make_user: Callable[..., Any],
     smtp_server: SMTPServer,
-    mailbox: Mailbox,
+    mailbox: SMTPServer,
     fault_dir: Path,
 ) -> None:
     expected = make_waiting_rows(make_user, per_kind=5)
     assert_all_pending(expected)
 
     with private_redis(fault_dir) as broker:
-        worker_env = subprocess_env(
-            db_name=database_name(), broker_url=broker.url, smtp_port=smtp_server.port
-        )
+        worker_env = subprocess_env(broker_url=broker.url, smtp_port=smtp_server.port)
         redrive_env = subprocess_env(
-            db_name=database_name(),
-            broker_url=broker.url,
-            auth={"OUTBOX_REDRIVE_AFTER": redrive_after},
+            broker_url=broker.url, auth={"OUTBOX_REDRIVE_AFTER": redrive_after}
         )
         # Four threads: two messages for one row may run at the same moment.
-        with celery_worker_process(
+        with start_worker(
             worker_env,
             log_path=fault_dir / "worker.log",
             pool="threads",
@@ -310,7 +275,7 @@ def test_two_redrives_at_once_send_each_email_once(
                 assert sum(counts) >= len(expected), counts
 
             wait_all_sent(worker, len(expected))
-            assert_each_sent_once(expected, mailbox, broker)
+            assert_each_sent_once(expected, mailbox, broker.url)
 
 
 @pytest.fixture(params=["listener", "paused_redis"])
@@ -328,13 +293,13 @@ def hung_broker_url(request: pytest.FixtureRequest, fault_dir: Path) -> Iterator
 
 def test_a_hung_broker_does_not_hold_the_answer(
     hung_broker_url: str,
-    live_server: Any,
+    api: str,
     make_user: Callable[..., Any],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.WARNING, logger="kinwise_auth")
     with publisher_broker(hung_broker_url):
-        expected, _ = call_every_emailing_endpoint(live_server.url, make_user)
+        expected, _ = call_every_emailing_endpoint(api, make_user)
     assert_all_pending(expected)
     assert caplog.text.count(NOT_PUBLISHED) == len(expected)
 
@@ -343,22 +308,20 @@ def test_a_restarted_broker_takes_the_next_publish(fault_dir: Path) -> None:
     """The publishing connection is kept between emails: once the broker restarts,
     the next publish reconnects within the bound instead of failing on the old
     socket."""
-    from kinwise_auth import emails
-
     row = OutboxEmail.objects.create(
         kind=Kind.LOGIN_CODE, recipient=new_address("restart")
     )
     with private_redis(fault_dir) as broker, publisher_broker(broker.url):
-        assert emails.publish(row.pk)
-        assert not broker_drained(broker)
-        kept = emails._publisher.entry[1]
+        assert publishing.publish(row.pk)
+        assert not broker_drained(broker.url)
+        kept = publishing._publisher.entry[1]
 
         broker.stop()
         broker.start()  # the same port, empty: the kept socket is dead
-        assert broker_drained(broker)
+        assert broker_drained(broker.url)
 
         started = time.monotonic()
-        assert emails.publish(row.pk)
+        assert publishing.publish(row.pk)
         assert time.monotonic() - started < PUBLISH_BOUND
-        assert not broker_drained(broker)
-        assert emails._publisher.entry[1] is kept  # reconnected, not replaced
+        assert not broker_drained(broker.url)
+        assert publishing._publisher.entry[1] is kept  # reconnected, not replaced

@@ -11,7 +11,6 @@ really goes out. A host that chose ``RATE_LIMIT_FAIL_OPEN = False`` gets 503
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,24 +19,20 @@ import pytest
 from django.core.cache import caches
 
 from kinwise_auth.models import OutboxEmail
-
-from .fault_tools import RedisServer, post_json, private_redis
+from tests.support.accounts import PASSWORD, new_address
+from tests.support.brokers import RedisServer, private_redis
+from tests.support.http import post_json
+from tests.support.smtp import SMTPServer
+from tests.support.workers import Worker
 
 if TYPE_CHECKING:
     from pytest_django.fixtures import Settings
 
-    from .conftest import Mailbox, Worker
-
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
-PASSWORD = "correct-Horse-battery-9"
 ANSWER_BOUND = 2.0  # seconds; the cache client gives up after 0.5 s per operation
 CODE_SUBJECT = "Your app.example.com login code"
 FAIL_OPEN_LOG = "rate-limit cache failed"
-
-
-def new_address(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:12]}@example.com"
 
 
 @pytest.fixture(params=["stopped", "paused"])
@@ -81,19 +76,17 @@ def rate_limit_records(
 
 def test_fails_open_by_default_and_the_code_still_goes_out(
     broken_cache: RedisServer,
-    live_server: Any,
+    api: str,
     make_user: Callable[..., Any],
     celery_worker: Worker,
-    mailbox: Mailbox,
+    mailbox: SMTPServer,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.WARNING, logger="kinwise_auth")
     address = new_address("open")
     make_user(address)
 
-    answer = post_json(
-        f"{live_server.url}/api/v1/auth/otp/request/", {"email": address}
-    )
+    answer = post_json(f"{api}/otp/request/", {"email": address})
     print(f"otp/request/, cache {broken_cache.state}: {answer.elapsed:.3f}s")
     assert answer.status == 200, answer.body
     assert answer.elapsed < ANSWER_BOUND, answer.elapsed
@@ -107,7 +100,7 @@ def test_fails_open_by_default_and_the_code_still_goes_out(
 
     # Signing in does not turn into a 500 either.
     answer = post_json(
-        f"{live_server.url}/api/v1/auth/login/",
+        f"{api}/login/",
         {"email": address, "password": PASSWORD},
     )
     assert answer.status == 200, answer.body
@@ -118,7 +111,7 @@ def test_fails_open_by_default_and_the_code_still_goes_out(
 
 def test_fails_closed_with_503_when_the_host_says_so(
     broken_cache: RedisServer,
-    live_server: Any,
+    api: str,
     make_user: Callable[..., Any],
     settings: Settings,
     caplog: pytest.LogCaptureFixture,
@@ -134,7 +127,7 @@ def test_fails_closed_with_503_when_the_host_says_so(
         ("password/reset/", {"email": address}),
     ]
     for path, payload in calls:
-        answer = post_json(f"{live_server.url}/api/v1/auth/{path}", payload)
+        answer = post_json(f"{api}/{path}", payload)
         print(f"{path} fail-closed, cache {broken_cache.state}: {answer.elapsed:.3f}s")
         assert answer.status == 503, (path, answer.status, answer.body)
         assert answer.elapsed < ANSWER_BOUND, (path, answer.elapsed)

@@ -1,7 +1,7 @@
 """Reliability rule 3: SMTP down or slow, injected for real.
 
-Each test starts its own SMTP server (:class:`~.smtp_faults.FaultySMTP`, on a spare
-loopback port in this process) and its own ``celery worker`` subprocess (prefork,
+Each test starts its own SMTP server (:class:`~tests.support.smtp.SMTPServer`, on a
+spare loopback port in this process) and its own ``celery worker`` subprocess (prefork,
 one child) on a broker database of its own, with the package's retry settings
 shortened through ``KINWISE_TEST_AUTH``; the live server publishes to that broker.
 Nothing is mocked: requests go over HTTP, tasks through Redis, mail over SMTP.
@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import re
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -31,22 +29,15 @@ from django.test import Client
 from django.urls import reverse
 
 from kinwise_auth.models import AuthEvent, LinkToken, OutboxEmail
-
-from .smtp_faults import (
-    FaultWorkers,
-    FaultySMTP,
-    Mode,
-    Stage,
-    call,
-    fault_workers,
-    running_smtp,
-    wait_until,
-    wait_until_settled,
-)
+from tests.support.accounts import PASSWORD, new_address
+from tests.support.delivery import wait_until_settled
+from tests.support.http import post_json
+from tests.support.smtp import Mode, ReceivedEmail, SMTPServer, Stage
+from tests.support.waiting import wait_until
+from tests.support.workers import Worker, Workers
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
-PASSWORD = "correct-Horse-battery-9"
 VERIFY_SUBJECT = "Verify your app.example.com account"
 LINK = re.compile(r"https://app\.example\.com/verify-email\?token=([A-Za-z0-9_-]+)")
 REQUEST_BOUND = 1.0  # seconds: DESIGN.md's wide margin (SMTP takes 2 s)
@@ -61,19 +52,7 @@ Status = OutboxEmail.Status
 
 
 @pytest.fixture
-def smtp() -> Iterator[FaultySMTP]:
-    with running_smtp() as server:
-        yield server
-
-
-@pytest.fixture
-def workers(transactional_db: None, tmp_path: Path) -> Iterator[FaultWorkers]:
-    with fault_workers(tmp_path) as started:
-        yield started
-
-
-@pytest.fixture
-def api(live_server: Any) -> str:
+def api(api: str) -> str:
     """The live server's API root, once it has served a first request.
 
     The first request a process serves imports the URLconf, the views and their
@@ -82,30 +61,43 @@ def api(live_server: Any) -> str:
     what the timings below bound. An empty ``register/`` body (400, nothing queued)
     pays it; it counts one of the three registrations an IP may make an hour.
     """
-    root = f"{live_server.url}/api/v1/auth"
-    status, body = call(f"{root}/register/", {})
-    assert status == 400, body
-    return root
-
-
-def new_address(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:12]}@example.com"
+    answer = post_json(f"{api}/register/", {})
+    assert answer.status == 400, answer.body
+    return api
 
 
 def register(api: str, address: str) -> float:
     """POST register/ over HTTP, assert 201; the seconds it took to answer."""
-    started = time.monotonic()
-    status, body = call(
+    answer = post_json(
         f"{api}/register/",
         {"email": address, "password": PASSWORD, "password_confirm": PASSWORD},
     )
-    elapsed = time.monotonic() - started
-    assert status == 201, body
-    return elapsed
+    assert answer.status == 201, answer.body
+    return answer.elapsed
 
 
-def diagnostics(smtp: FaultySMTP, workers: FaultWorkers) -> Callable[[], str]:
+def diagnostics(smtp: SMTPServer, workers: Workers) -> Callable[[], str]:
     return lambda: f"{smtp.describe()}\n{workers.logs()}"
+
+
+def delivered(
+    smtp: SMTPServer, workers: Workers, worker: Worker, address: str
+) -> ReceivedEmail:
+    """The verification email to ``address`` once it arrived, and the outbox and
+    the broker at rest after it."""
+    message = smtp.wait_for(
+        address,
+        VERIFY_SUBJECT,
+        timeout=EMAIL_TIMEOUT,
+        check=worker.assert_alive,
+        details=workers.logs,
+    )
+    wait_until_settled(
+        broker_url=workers.broker_url,
+        check=worker.assert_alive,
+        details=diagnostics(smtp, workers),
+    )
+    return message
 
 
 def the_row(address: str) -> OutboxEmail:
@@ -118,8 +110,8 @@ def assert_link_is_live(api: str, message: Any) -> None:
     """The delivered link verifies: the retries superseded every earlier token."""
     match = LINK.search(message.part("plain"))
     assert match, message.part("plain")
-    status, body = call(f"{api}/verify-email/", {"token": match.group(1)})
-    assert status == 200, body
+    answer = post_json(f"{api}/verify-email/", {"token": match.group(1)})
+    assert answer.status == 200, answer.body
 
 
 @pytest.mark.parametrize(
@@ -132,8 +124,8 @@ def assert_link_is_live(api: str, message: Any) -> None:
 )
 def test_email_arrives_once_smtp_recovers(
     api: str,
-    smtp: FaultySMTP,
-    workers: FaultWorkers,
+    smtp: SMTPServer,
+    workers: Workers,
     mode: Mode,
     stage: Stage,
     code: int,
@@ -161,14 +153,7 @@ def test_email_arrives_once_smtp_recovers(
 
     smtp.set("accept")
 
-    message = smtp.wait_for(
-        address,
-        VERIFY_SUBJECT,
-        timeout=EMAIL_TIMEOUT,
-        check=worker.assert_alive,
-        details=workers.logs,
-    )
-    wait_until_settled(check=worker.assert_alive, details=details)
+    message = delivered(smtp, workers, worker, address)
     assert len(smtp.messages(address)) == 1, details()
     row.refresh_from_db()
     assert row.status == Status.SENT
@@ -183,8 +168,8 @@ def test_email_arrives_once_smtp_recovers(
 
 def test_retries_run_out_then_the_admin_requeues(
     api: str,
-    smtp: FaultySMTP,
-    workers: FaultWorkers,
+    smtp: SMTPServer,
+    workers: Workers,
     make_user: Callable[..., Any],
 ) -> None:
     smtp.set("refuse", stage="DATA", code=421)
@@ -203,7 +188,9 @@ def test_retries_run_out_then_the_admin_requeues(
         check=worker.assert_alive,
         details=details,
     )
-    wait_until_settled(check=worker.assert_alive, details=details)
+    wait_until_settled(
+        broker_url=workers.broker_url, check=worker.assert_alive, details=details
+    )
     row.refresh_from_db()
     assert row.attempts == 3  # the first try and DELIVERY_MAX_RETRIES retries
     assert smtp.attempts(address) == 3, details()
@@ -241,14 +228,7 @@ def test_retries_run_out_then_the_admin_requeues(
 
     assert response.status_code == 200
     assert "1 email re-queued." in response.content.decode()
-    message = smtp.wait_for(
-        address,
-        VERIFY_SUBJECT,
-        timeout=EMAIL_TIMEOUT,
-        check=worker.assert_alive,
-        details=workers.logs,
-    )
-    wait_until_settled(check=worker.assert_alive, details=details)
+    message = delivered(smtp, workers, worker, address)
     assert len(smtp.messages(address)) == 1, details()
     row.refresh_from_db()
     assert row.status == Status.SENT
@@ -258,7 +238,7 @@ def test_retries_run_out_then_the_admin_requeues(
 
 
 def test_slow_smtp_does_not_slow_the_request(
-    api: str, smtp: FaultySMTP, workers: FaultWorkers
+    api: str, smtp: SMTPServer, workers: Workers
 ) -> None:
     delay = 2.0
     smtp.set("slow", delay=delay)
@@ -270,14 +250,7 @@ def test_slow_smtp_does_not_slow_the_request(
     answered = time.monotonic()
 
     assert elapsed < REQUEST_BOUND, f"register/ took {elapsed:.2f}s"
-    smtp.wait_for(
-        address,
-        VERIFY_SUBJECT,
-        timeout=EMAIL_TIMEOUT,
-        check=worker.assert_alive,
-        details=workers.logs,
-    )
-    wait_until_settled(check=worker.assert_alive, details=details)
+    delivered(smtp, workers, worker, address)
     data = [e for e in smtp.events(address) if e.stage == "DATA"]
     assert [e.outcome for e in data] == ["delaying", "accepted"], details()
     began, accepted = data[0].at, data[1].at

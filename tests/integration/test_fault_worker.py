@@ -19,27 +19,21 @@ from __future__ import annotations
 
 import re
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from django.utils import timezone
 
 from kinwise_auth.models import LoginCode, OutboxEmail
-
-from .smtp_faults import (
-    FaultWorkers,
-    FaultySMTP,
-    call,
-    fault_workers,
-    run_redrive,
-    running_smtp,
-    unacked,
-    wait_until,
-    wait_until_settled,
-)
+from tests.support.accounts import new_address
+from tests.support.brokers import unacked
+from tests.support.commands import run_command
+from tests.support.delivery import wait_until_settled
+from tests.support.http import post_json
+from tests.support.smtp import SMTPServer
+from tests.support.waiting import wait_until
+from tests.support.workers import Workers
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -55,18 +49,6 @@ RECOVERY_TIMEOUT = 30.0
 Status = OutboxEmail.Status
 
 
-@pytest.fixture
-def smtp() -> Iterator[FaultySMTP]:
-    with running_smtp() as server:
-        yield server
-
-
-@pytest.fixture
-def workers(transactional_db: None, tmp_path: Path) -> Iterator[FaultWorkers]:
-    with fault_workers(tmp_path) as started:
-        yield started
-
-
 def read_code(message: Any) -> str:
     codes = CODE_LINE.findall(message.part("plain"))
     assert len(codes) == 1, message.part("plain")
@@ -74,12 +56,12 @@ def read_code(message: Any) -> str:
 
 
 def test_worker_killed_mid_send_loses_no_email(
-    live_server: Any,
-    smtp: FaultySMTP,
-    workers: FaultWorkers,
+    api: str,
+    smtp: SMTPServer,
+    workers: Workers,
     make_user: Callable[..., Any],
 ) -> None:
-    address = f"killed-{uuid.uuid4().hex[:12]}@example.com"
+    address = new_address("killed")
     user = make_user(address)
     auth = {"OUTBOX_CLAIM_TIMEOUT": CLAIM_TIMEOUT, "OUTBOX_REDRIVE_AFTER": 0}
     smtp.set("slow", delay=SMTP_DELAY)
@@ -90,11 +72,9 @@ def test_worker_killed_mid_send_loses_no_email(
 
     assert len(first.processes()) >= 2, first.processes()  # main and pool child
 
-    status, body = call(
-        f"{live_server.url}/api/v1/auth/otp/request/", {"email": address}
-    )
+    answer = post_json(f"{api}/otp/request/", {"email": address})
 
-    assert status == 200, body
+    assert answer.status == 200, answer.body
     row = OutboxEmail.objects.get(recipient=address, kind=OutboxEmail.Kind.LOGIN_CODE)
     wait_until(
         lambda: [e for e in smtp.events(address) if e.outcome == "delaying"],
@@ -123,7 +103,7 @@ def test_worker_killed_mid_send_loses_no_email(
     row.refresh_from_db()
     assert row.status == Status.SENDING
     # Late acknowledgement: the message is still Redis's, unacknowledged.
-    pending = unacked()
+    pending = unacked(workers.broker_url)
     assert len(pending) == 1, pending
 
     smtp.set("accept")
@@ -154,7 +134,7 @@ def test_worker_killed_mid_send_loses_no_email(
             row.claimed_until is not None and row.claimed_until < timezone.now()
         )
         if released and time.monotonic() - ready > REDELIVERY_GRACE:
-            redrives.append(run_redrive(redrive_env))
+            redrives.append(run_command(redrive_env, "kinwise_auth_redrive").output)
         time.sleep(1.0 if released else 0.1)
 
     message = smtp.wait_for(
@@ -164,7 +144,9 @@ def test_worker_killed_mid_send_loses_no_email(
         check=second.assert_alive,
         details=workers.logs,
     )
-    wait_until_settled(check=second.assert_alive, details=details)
+    wait_until_settled(
+        broker_url=workers.broker_url, check=second.assert_alive, details=details
+    )
     assert len(smtp.messages(address)) == 1, details()
     row.refresh_from_db()
     assert row.status == Status.SENT
@@ -180,14 +162,17 @@ def test_worker_killed_mid_send_loses_no_email(
     assert LoginCode.objects.filter(user=user).count() == row.attempts  # one a claim
 
     # A re-drive now finds nothing to send: the row is sent, no second copy.
-    assert "Re-published 0 outbox email(s)." in run_redrive(redrive_env)
-    wait_until_settled(check=second.assert_alive, details=details)
+    redrive = run_command(redrive_env, "kinwise_auth_redrive")
+    assert "Re-published 0 outbox email(s)." in redrive.output
+    wait_until_settled(
+        broker_url=workers.broker_url, check=second.assert_alive, details=details
+    )
     assert len(smtp.messages(address)) == 1, details()
 
-    status, body = call(
-        f"{live_server.url}/api/v1/auth/otp/verify/",
+    answer = post_json(
+        f"{api}/otp/verify/",
         {"email": address, "code": read_code(message)},
     )
 
-    assert status == 200, body
-    assert body["user"]["email"] == address
+    assert answer.status == 200, answer.body
+    assert answer.body["user"]["email"] == address

@@ -36,16 +36,11 @@ no worker consumes, and the secrets are minted in the test.
 
 from __future__ import annotations
 
-import functools
-import http.client
 import ipaddress
-import json
 import logging
 import re
-import urllib.error
-import urllib.request
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,18 +51,11 @@ from rest_framework_simplejwt.tokens import RefreshToken
 
 from kinwise_auth.conf import DEFAULTS, auth_settings
 from kinwise_auth.models import AuthEvent, LinkToken
-
-from .fault_tools import post_json as post_after
-from .fault_tools import private_redis, publisher_broker
-from .test_races import (
-    HTTP_TIMEOUT,
-    PASSWORD,
-    _Connected,
-    _parse,
-    live_link,
-    new_address,
-    together,
-)
+from kinwise_auth.services.secrets import mint_link
+from tests.support.accounts import PASSWORD, new_address
+from tests.support.brokers import publisher_broker
+from tests.support.http import Answer, post_json
+from tests.support.racing import Call, race
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -92,82 +80,20 @@ REFRESHERS = 4  # refresh-token holders racing the owner's one request per round
 OWNER_ACTIONS = ("password_change", "password_reset", "account_delete")
 
 
-# --- HTTP, with headers -------------------------------------------------------
+# --- answers -------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Call:
-    """One request of a race: a JSON POST to ``url`` with extra ``headers``."""
-
-    url: str
-    payload: dict[str, Any]
-    headers: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Reply:
-    """One HTTP answer: status, parsed body, and its ``Retry-After`` header."""
-
-    status: int
-    body: Any
-    retry_after: str | None
-
-    @property
-    def code(self) -> Any:
-        return self.body.get("code") if isinstance(self.body, dict) else None
-
-    def describe(self) -> tuple[int, str]:
-        """``(status, code)``, or ``(status, title or start of the body)``."""
-        if self.code:
-            return self.status, str(self.code)
-        text = str(self.body)
-        title = re.search(r"<title>(.*?)</title>", text, re.IGNORECASE | re.DOTALL)
-        return self.status, " ".join((title.group(1) if title else text).split())[:80]
+def describe(answer: Answer) -> tuple[int, str]:
+    """``(status, code)``, or ``(status, title or start of the body)``."""
+    if answer.code:
+        return answer.status, str(answer.code)
+    text = str(answer.body)
+    title = re.search(r"<title>(.*?)</title>", text, re.IGNORECASE | re.DOTALL)
+    return answer.status, " ".join((title.group(1) if title else text).split())[:80]
 
 
-def send(conn: http.client.HTTPConnection, call: Call) -> Reply:
-    """POST ``call`` on the connection opened beforehand, then close it.
-
-    ``test_races.post_json`` with headers: straight to the live server, no proxy.
-    """
-    opener = urllib.request.build_opener(
-        urllib.request.ProxyHandler({}), _Connected(conn)
-    )
-    request = urllib.request.Request(
-        call.url,
-        data=json.dumps(call.payload).encode(),
-        headers={
-            "Content-Type": "application/json",
-            "Accept": "application/json",
-            **call.headers,
-        },
-        method="POST",
-    )
-    try:
-        with opener.open(request, timeout=HTTP_TIMEOUT) as response:
-            return Reply(
-                response.status,
-                _parse(response.read()),
-                response.headers.get("Retry-After"),
-            )
-    except urllib.error.HTTPError as exc:
-        with exc:
-            return Reply(exc.code, _parse(exc.read()), exc.headers.get("Retry-After"))
-    finally:
-        conn.close()
-
-
-def race(calls: Sequence[Call]) -> list[Reply]:
-    """Send every call at once, one thread each (``test_races.together``); the
-    answers in order."""
-    return together(
-        [(call.url, functools.partial(send, call=call)) for call in calls],
-        name="hardening-client",
-    )
-
-
-def tally(replies: Sequence[Reply]) -> Counter[tuple[int, str]]:
-    return Counter(reply.describe() for reply in replies)
+def tally(replies: Sequence[Answer]) -> Counter[tuple[int, str]]:
+    return Counter(describe(reply) for reply in replies)
 
 
 class ServerErrors(logging.Handler):
@@ -201,13 +127,6 @@ class ServerErrors(logging.Handler):
 # --- fixtures -----------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def unconsumed_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A private broker no worker consumes: the requests' emails are never sent."""
-    with private_redis(tmp_path_factory.mktemp("hardening-broker")) as broker:
-        yield broker.url
-
-
 @pytest.fixture(autouse=True)
 def _hardening_setup(transactional_db: None, unconsumed_broker: str) -> Iterator[None]:
     """PostgreSQL (``transactional_db`` first: it passes the gate or skips)."""
@@ -217,7 +136,7 @@ def _hardening_setup(transactional_db: None, unconsumed_broker: str) -> Iterator
 
 
 @pytest.fixture
-def api(live_server: Any) -> str:
+def api(api: str, live_server: Any) -> str:
     """The API's root on the live server, whose listen backlog is widened first.
 
     Django's ``WSGIServer`` listens with a backlog of 10. Forty clients that
@@ -228,7 +147,7 @@ def api(live_server: Any) -> str:
     sets a new backlog (Linux); a wider one only helps later tests.
     """
     live_server.thread.httpd.socket.listen(LISTEN_BACKLOG)
-    return f"{live_server.url}/api/v1/auth"
+    return api
 
 
 @pytest.fixture
@@ -273,7 +192,8 @@ def test_parallel_wrong_passwords_meet_the_per_email_budget(
                 {"X-Forwarded-For": ip},
             )
             for ip in ips
-        ]
+        ],
+        name="hardening-client",
     )
 
     counts = tally(replies)
@@ -295,7 +215,7 @@ def test_parallel_wrong_passwords_meet_the_per_email_budget(
     # Counted up front in one atomic step: exactly the budget is evaluated.
     assert len(evaluated) == LOGIN_BUDGET, figures
     assert audited == len(evaluated), figures
-    assert all(r.retry_after and int(r.retry_after) >= 1 for r in refused), figures
+    assert all(int(r.headers.get("Retry-After") or 0) >= 1 for r in refused), figures
     # The requests were told apart by the forwarded address, not REMOTE_ADDR.
     recorded = set(failed_events.values_list("ip", flat=True))
     assert recorded <= set(ips), recorded
@@ -328,7 +248,7 @@ def owner_call(action: str, api: str, user: Any, session: RefreshToken, n: int) 
             bearer,
         )
     if action == "password_reset":
-        token = live_link(user, LinkToken.Purpose.PASSWORD_RESET)
+        token = mint_link(user=user, purpose=LinkToken.Purpose.PASSWORD_RESET)
         return Call(
             f"{api}/password/reset/confirm/",
             {
@@ -359,20 +279,20 @@ def run_round(
     calls = [Call(refresh_url, {"refresh": str(token)}) for token in held]
     calls.insert(REFRESHERS // 2, owner_call(action, api, user, owner_session, n))
 
-    replies = race(calls)
+    replies = race(calls, name="hardening-client")
 
     owner = replies.pop(REFRESHERS // 2)
     result.server_errors = server_errors.take()
     for who, reply in [("owner", owner), *(("refresh", r) for r in replies)]:
         if reply.status >= 500:
-            result.problems.append(f"{who} answered {reply.describe()}")
+            result.problems.append(f"{who} answered {describe(reply)}")
     expected = {(200, None), (401, "token_not_valid")}
     for reply in replies:
         if reply.status < 500 and (reply.status, reply.code) not in expected:
-            result.problems.append(f"refresh answered {reply.describe()}")
+            result.problems.append(f"refresh answered {describe(reply)}")
     if owner.status != OWNER_SUCCESS[action]:
         if owner.status < 500:
-            result.problems.append(f"owner answered {owner.describe()}")
+            result.problems.append(f"owner answered {describe(owner)}")
         return result
 
     # The owner's request succeeded: no refresh token minted before it still works.
@@ -383,7 +303,7 @@ def run_round(
         if r.status == 200 and isinstance(r.body, dict) and "refresh" in r.body
     ]
     for kind, token in [*before, *rotated]:
-        after = post_after(refresh_url, {"refresh": token})
+        after = post_json(refresh_url, {"refresh": token})
         if after.status != 401:
             result.problems.append(
                 f"a refresh token {kind} still refreshes after the {action}: "

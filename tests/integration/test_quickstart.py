@@ -67,10 +67,8 @@ import os
 import re
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -78,18 +76,20 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
-from aiosmtpd.controller import Controller
 
-from .conftest import Mailbox
-from .fault_tools import free_port, kill_group, private_redis
+from tests.support.brokers import private_redis
+from tests.support.gate import unavailable
+from tests.support.http import OPENER, status_of
+from tests.support.processes import REPO_ROOT, LoggedProcess, free_port, spawn
+from tests.support.smtp import SMTPServer, running_smtp
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 QUICKSTART_DOC = Path(
     os.environ.get("KINWISE_QUICKSTART_DOC") or REPO_ROOT / "docs" / "quickstart.md"
 )
@@ -102,7 +102,6 @@ INSTALL_TIMEOUT = 300.0  # building the wheel, or installing it with its deps
 COMMAND_TIMEOUT = 120.0  # startproject, check, migrate
 READY_TIMEOUT = 60.0  # runserver answering, the worker "ready."
 HTTP_TIMEOUT = 15.0
-STOP_TIMEOUT = 10.0
 
 # What the built wheel's source copy leaves out: VCS data, environments, caches
 # and build output (a stale build/lib would otherwise end up in the wheel).
@@ -151,14 +150,6 @@ TOKEN_IN_LINK = re.compile(r"token=([A-Za-z0-9_-]{20,})")
 CODE_LINE = re.compile(r"(\s*)(\d{6})")
 VARIABLE = re.compile(r"\$([A-Z_][A-Z0-9_]*)")
 WORKER_READY = re.compile(r"@\S+ ready\.")
-_opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-def _unavailable(reason: str) -> NoReturn:
-    """Skip with ``reason``, or fail when ``CI`` is "true" (as the suite's gate)."""
-    if os.environ.get("CI", "").strip().lower() == "true":
-        pytest.fail(f"quickstart test cannot run: {reason}", pytrace=False)
-    pytest.skip(f"quickstart test cannot run: {reason}")
 
 
 class StepFailed(AssertionError):
@@ -363,7 +354,7 @@ def _install(venv: Venv, argv: list[str], where: str) -> str:
     except StepFailed:
         problem = _index_problem()
         if problem is not None:
-            _unavailable(problem)
+            unavailable("quickstart test", problem)
         raise
 
 
@@ -382,8 +373,9 @@ def quickstart_venv(tmp_path_factory: pytest.TempPathFactory) -> Venv:
         check=False,
     )
     if created.returncode != 0:
-        _unavailable(
-            f"{sys.executable} -m venv failed: {created.stdout.decode()[-2000:]}"
+        unavailable(
+            "quickstart test",
+            f"{sys.executable} -m venv failed: {created.stdout.decode()[-2000:]}",
         )
     venv = Venv(path=venv_dir, env=clean_env(venv_dir))
 
@@ -459,33 +451,13 @@ def build_project(
 
 
 @dataclass
-class Background:
+class Background(LoggedProcess):
     """A long-running command of the ``start`` step, its output in a file."""
-
-    command: str
-    process: subprocess.Popen[bytes]
-    log_path: Path
-
-    def log(self) -> str:
-        return self.log_path.read_text(encoding="utf-8", errors="replace")
 
     def assert_alive(self) -> None:
         code = self.process.poll()
         if code is not None:
-            raise StepFailed(f"$ {self.command}", f"exited with {code}", self.log())
-
-    def stop(self) -> None:
-        """SIGTERM to its process group, SIGKILL if it lingers."""
-        if self.process.poll() is not None:
-            return
-        try:
-            os.killpg(self.process.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        try:
-            self.process.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            kill_group(self.process)
+            raise StepFailed(self.name, f"exited with {code}", self.log())
 
 
 @dataclass
@@ -500,22 +472,18 @@ class Running:
             background.assert_alive()
 
     def logs(self) -> str:
-        return "\n".join(
-            f"--- $ {b.command} ---\n{b.log()[-6000:]}" for b in self.processes
-        )
+        return "\n".join(f"--- {b.name} ---\n{b.log()[-6000:]}" for b in self.processes)
 
 
 def _wait(ready: Callable[[], bool], running: Running, background: Background) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT
-    while not ready():
-        running.assert_alive()
-        if time.monotonic() > deadline:
-            raise StepFailed(
-                f"$ {background.command}",
-                f"not ready within {READY_TIMEOUT:.0f}s",
-                background.log(),
-            )
-        time.sleep(0.2)
+    wait_until(
+        ready,
+        timeout=READY_TIMEOUT,
+        what=f"{background.name} ready",
+        interval=0.2,
+        check=running.assert_alive,
+        details=background.log,
+    )
 
 
 def _worker_ready(worker: Background) -> bool:
@@ -523,13 +491,8 @@ def _worker_ready(worker: Background) -> bool:
 
 
 def _answers(url: str) -> bool:
-    try:
-        with _opener.open(url, timeout=2.0):
-            return True
-    except urllib.error.HTTPError:
-        return True  # any HTTP answer: the server is up
-    except OSError:
-        return False
+    """Any HTTP answer: the server is up."""
+    return status_of(url) is not None
 
 
 @contextmanager
@@ -555,18 +518,16 @@ def start(venv: Venv, step: Step, site: Path, logs: Path) -> Iterator[Running]:
             else:
                 roles.append("other")
             log_path = logs / f"{number}-{argv[-1] if argv else 'x'}.log"
-            with log_path.open("wb") as log_file:
-                process = subprocess.Popen(
-                    venv.resolve(argv, f"{step.where} $ {command.text}"),
-                    cwd=site,
-                    env=venv.env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log_file,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,  # its own group, stopped as one
-                )
+            process = spawn(
+                venv.resolve(argv, f"{step.where} $ {command.text}"),
+                log_path=log_path,
+                env=venv.env,
+                cwd=site,
+            )
             running.processes.append(
-                Background(command=shlex.join(argv), process=process, log_path=log_path)
+                Background(
+                    process=process, log_path=log_path, name=f"$ {shlex.join(argv)}"
+                )
             )
         if roles.count("web") != 1 or "worker" not in roles:
             raise StepFailed(step.where, "expected one runserver and a celery worker")
@@ -609,7 +570,7 @@ class Walk:
     """What the calls and emails carry from one step to the next."""
 
     running: Running
-    mailbox: Mailbox
+    mailbox: SMTPServer
     secrets: dict[str, str] = field(default_factory=dict)  # the doc's -> the real
     variables: dict[str, str] = field(default_factory=dict)  # $NAME -> value
     paths: list[str] = field(default_factory=list)
@@ -634,7 +595,7 @@ class Walk:
         request, show_status = self._request(command.argv, where)
         self.paths.append(urlsplit(request.full_url).path)
         try:
-            with _opener.open(request, timeout=HTTP_TIMEOUT) as response:
+            with OPENER.open(request, timeout=HTTP_TIMEOUT) as response:
                 status, reason, raw = response.status, response.reason, response.read()
                 version = response.version
         except urllib.error.HTTPError as exc:
@@ -767,31 +728,18 @@ def _line_pattern(shown: str) -> tuple[re.Pattern[str], str | None]:
 # --- fixtures -----------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class SMTPSink:
-    port: int
-    mailbox: Mailbox
-
-
 @pytest.fixture
-def smtp_sink() -> Iterator[SMTPSink]:
+def smtp_sink() -> Iterator[SMTPServer]:
     """An aiosmtpd server on a spare loopback port, in this process."""
-    mailbox = Mailbox()
-    controller = Controller(
-        mailbox, hostname="127.0.0.1", port=free_port(), ready_timeout=5.0
-    )
-    controller.start()
-    try:
-        yield SMTPSink(port=int(controller.port), mailbox=mailbox)
-    finally:
-        controller.stop()
+    with running_smtp() as server:
+        yield server
 
 
 @pytest.fixture
 def redis_port(tmp_path: Path) -> Iterator[int]:
     """A ``redis-server`` of this test's own: the project's broker and cache."""
     if shutil.which("redis-server") is None:
-        _unavailable("redis-server is not on PATH")
+        unavailable("quickstart test", "redis-server is not on PATH")
     with private_redis(tmp_path) as server:
         yield server.port
 
@@ -800,7 +748,7 @@ def redis_port(tmp_path: Path) -> Iterator[int]:
 
 
 def test_quickstart_as_written(
-    quickstart_venv: Venv, smtp_sink: SMTPSink, redis_port: int, tmp_path: Path
+    quickstart_venv: Venv, smtp_sink: SMTPServer, redis_port: int, tmp_path: Path
 ) -> None:
     steps = parse_steps(QUICKSTART_DOC.read_text(encoding="utf-8"))
     site = build_project(
@@ -813,7 +761,7 @@ def test_quickstart_as_written(
     logs = tmp_path / "logs"
     logs.mkdir()
     with start(quickstart_venv, start_step, site, logs) as running:
-        walk = Walk(running=running, mailbox=smtp_sink.mailbox)
+        walk = Walk(running=running, mailbox=smtp_sink)
         try:
             for step in steps:
                 if step.action == "call":

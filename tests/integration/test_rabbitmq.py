@@ -11,54 +11,35 @@ delivers, and that a RabbitMQ that is down or hung still answers within the boun
 from __future__ import annotations
 
 import logging
-import os
 import re
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
-from django.db import connection
 from kombu import Connection, Exchange, Queue
 
 from kinwise_auth.models import EmailIdentity, OutboxEmail
 from kinwise_auth.normalization import normalize_email
+from kinwise_auth.publishing import DELIVER_TASK
 from tests.celery_app import app as celery_app
-
-from .fault_tools import (
-    celery_worker_process,
-    free_port,
-    hung_listener,
-    post_json,
-    publisher_broker,
-    subprocess_env,
-    wait_until,
-)
-
-if TYPE_CHECKING:
-    from .conftest import Mailbox, SMTPServer
+from tests.support.accounts import PASSWORD, new_address
+from tests.support.brokers import hung_listener, publisher_broker
+from tests.support.gate import unavailable
+from tests.support.http import post_json
+from tests.support.processes import free_port
+from tests.support.smtp import SMTPServer
+from tests.support.waiting import wait_until
+from tests.support.workers import start_worker, subprocess_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672//"
-PASSWORD = "correct-Horse-battery-9"
 PUBLISH_BOUND = 2.0
 VERIFY_SUBJECT = "Verify your app.example.com account"
 WELCOME_SUBJECT = "Welcome to app.example.com!"
 LINK = re.compile(r"https://app\.example\.com/verify-email\?token=([A-Za-z0-9_-]+)")
-
-
-def _unavailable(reason: str) -> NoReturn:
-    """Skip with ``reason``, or fail when ``CI`` is "true" (as the suite's gate)."""
-    if os.environ.get("CI", "").strip().lower() == "true":
-        pytest.fail(f"RabbitMQ test cannot run: {reason}", pytrace=False)
-    pytest.skip(f"RabbitMQ test cannot run: {reason}")
-
-
-def new_address(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:12]}@example.com"
 
 
 @contextmanager
@@ -80,7 +61,7 @@ def rabbitmq_queue() -> Iterator[str]:
         with Connection(AMQP_URL, connect_timeout=3.0) as conn:
             conn.ensure_connection(max_retries=1, timeout=3)
     except Exception as exc:
-        _unavailable(f"RabbitMQ at {AMQP_URL} is unreachable: {exc!r}")
+        unavailable("RabbitMQ test", f"RabbitMQ at {AMQP_URL} is unreachable: {exc!r}")
     name = f"kinwise-it-{uuid.uuid4().hex[:12]}"
     try:
         yield name
@@ -93,28 +74,22 @@ def rabbitmq_queue() -> Iterator[str]:
 
 def test_register_verify_and_welcome_through_rabbitmq(
     rabbitmq_queue: str,
-    live_server: Any,
+    api: str,
     smtp_server: SMTPServer,
-    mailbox: Mailbox,
+    mailbox: SMTPServer,
     tmp_path: Path,
 ) -> None:
-    env = subprocess_env(
-        db_name=str(connection.settings_dict["NAME"]),
-        broker_url=AMQP_URL,
-        smtp_port=smtp_server.port,
-    )
+    env = subprocess_env(broker_url=AMQP_URL, smtp_port=smtp_server.port)
     address = new_address("rabbit")
     with ExitStack() as stack:
         worker = stack.enter_context(
-            celery_worker_process(
-                env, log_path=tmp_path / "worker.log", queue=rabbitmq_queue
-            )
+            start_worker(env, log_path=tmp_path / "worker.log", queue=rabbitmq_queue)
         )
         stack.enter_context(publisher_broker(AMQP_URL))
         stack.enter_context(default_queue(rabbitmq_queue))
 
         answer = post_json(
-            f"{live_server.url}/api/v1/auth/register/",
+            f"{api}/register/",
             {"email": address, "password": PASSWORD, "password_confirm": PASSWORD},
         )
         assert answer.status == 201, answer.body
@@ -125,22 +100,21 @@ def test_register_verify_and_welcome_through_rabbitmq(
         )
         match = LINK.search(verification.part("plain"))
         assert match, verification.part("plain")
-        answer = post_json(
-            f"{live_server.url}/api/v1/auth/verify-email/", {"token": match.group(1)}
-        )
+        answer = post_json(f"{api}/verify-email/", {"token": match.group(1)})
         assert answer.status == 200, answer.body
         assert answer.body["user"] == {"email": address, "is_active": True}
 
         welcome = mailbox.wait_for(address, WELCOME_SUBJECT, check=worker.assert_alive)
         assert welcome.rcpt_tos == (address,)
 
-        def all_sent() -> bool:
-            worker.assert_alive()
-            return not OutboxEmail.objects.exclude(
-                status=OutboxEmail.Status.SENT
-            ).exists()
-
-        wait_until(all_sent, timeout=20.0, message="the outbox rows were not all sent")
+        wait_until(
+            lambda: (
+                not OutboxEmail.objects.exclude(status=OutboxEmail.Status.SENT).exists()
+            ),
+            timeout=20.0,
+            what="every outbox row sent",
+            check=worker.assert_alive,
+        )
         log = worker.log()
 
     identity = EmailIdentity.objects.select_related("user").get(
@@ -159,7 +133,7 @@ def test_register_verify_and_welcome_through_rabbitmq(
     # The worker ran on RabbitMQ, from the test's queue, and ran both deliveries.
     assert "amqp://guest:**@127.0.0.1:5672//" in log
     assert rabbitmq_queue in log
-    assert log.count("kinwise_auth.tasks.deliver[") >= 2
+    assert log.count(f"{DELIVER_TASK}[") >= 2
 
 
 @pytest.fixture(params=["closed_port", "hung_listener"])
@@ -174,14 +148,14 @@ def dead_amqp_url(request: pytest.FixtureRequest) -> Iterator[str]:
 
 def test_a_dead_rabbitmq_does_not_hold_the_answer(
     dead_amqp_url: str,
-    live_server: Any,
+    api: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.WARNING, logger="kinwise_auth")
     address = new_address("rabbit-down")
     with publisher_broker(dead_amqp_url):
         answer = post_json(
-            f"{live_server.url}/api/v1/auth/register/",
+            f"{api}/register/",
             {"email": address, "password": PASSWORD, "password_confirm": PASSWORD},
         )
     print(f"register/ with RabbitMQ {dead_amqp_url}: {answer.elapsed:.3f}s")

@@ -1,9 +1,10 @@
 """Security rule 3: single use holds under concurrency, over real HTTP on PostgreSQL.
 
-Twenty client threads, held at a :class:`threading.Barrier` and released together,
-each send one request to pytest-django's live server: a threaded WSGI server whose
-request threads each open their own PostgreSQL connection (closed again when the
-request ends), so the requests really contend for the rows the package locks.
+Twenty client threads, held at a :class:`threading.Barrier` and released together
+(:func:`tests.support.racing.race`), each send one request to pytest-django's live
+server: a threaded WSGI server whose request threads each open their own
+PostgreSQL connection (closed again when the request ends), so the requests
+really contend for the rows the package locks.
 
 * ``otp/verify/``: one code, twenty uses -> one sign-in (the ``LoginCode`` row lock).
 * ``verify-email/``: one link, twenty uses -> one activation, one welcome email
@@ -19,9 +20,10 @@ request ends), so the requests really contend for the rows the package locks.
 
 Each race runs for ten rounds, each a test of its own on a fresh database (the
 transactional ``django_db`` flushes it after every test). The secrets are minted in
-the test rather than read from emails: no Celery worker is needed, and none may run
-them: the outbox rows the requests write are published to a private
-``redis-server`` of this module's own, which no worker consumes (a worker of another
+the test (:mod:`kinwise_auth.services.secrets`, as the worker mints them) rather
+than read from emails: no Celery worker is needed, and none may run them: the
+outbox rows the requests write are published to a private ``redis-server`` of this
+module's own (``unconsumed_broker``), which no worker consumes (a worker of another
 test, still running, would otherwise deliver them while the database is flushed).
 
 Rate limits are switched off (``RATELIMIT_ENABLE = False``): twenty requests from one
@@ -35,32 +37,19 @@ themselves are tested in ``tests/test_ratelimit.py``.
 
 from __future__ import annotations
 
-import datetime as dt
-import functools
-import http.client
-import json
-import threading
-import time
-import urllib.error
-import urllib.request
-import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
-from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.db import connection
-from django.utils import timezone
 from rest_framework_simplejwt.token_blacklist.models import (
     BlacklistedToken,
     OutstandingToken,
 )
 from rest_framework_simplejwt.tokens import RefreshToken
 
-from kinwise_auth import crypto
 from kinwise_auth.models import (
     AuthEvent,
     EmailIdentity,
@@ -69,153 +58,24 @@ from kinwise_auth.models import (
     OutboxEmail,
 )
 from kinwise_auth.normalization import normalize_email
-
-from .fault_tools import private_redis, publisher_broker
+from kinwise_auth.services.secrets import mint_link, mint_login_code
+from tests.support.accounts import PASSWORD, new_address
+from tests.support.brokers import publisher_broker
+from tests.support.http import Answer
+from tests.support.racing import Call
+from tests.support.racing import race as race_calls
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
-T = TypeVar("T")
-
 CLIENTS = 20
 ROUNDS = range(10)
-PASSWORD = "correct-Horse-battery-9"
-CODE = "123456"
-HTTP_TIMEOUT = 30.0  # urllib's timeout, for connecting and for each read
-BARRIER_TIMEOUT = 10.0  # for twenty threads to be connected and waiting
-JOIN_TIMEOUT = BARRIER_TIMEOUT + 2 * HTTP_TIMEOUT  # for the whole race
 VERIFIED = "Email verified successfully"
 ALREADY_VERIFIED = "Email already verified"
 
 
-@dataclass(frozen=True)
-class Answer:
-    """One HTTP answer: the status and the parsed JSON body (the text if not JSON)."""
-
-    status: int
-    body: Any
-
-    @property
-    def code(self) -> Any:
-        return self.body.get("code") if isinstance(self.body, dict) else None
-
-
-def _parse(raw: bytes) -> Any:
-    try:
-        return json.loads(raw or b"null")
-    except ValueError:
-        return raw.decode("utf-8", errors="replace")  # e.g. Django's 500 page
-
-
-class _Connected(urllib.request.HTTPHandler):
-    """urllib's HTTP handler, sending on a connection opened beforehand.
-
-    The live server listens with a backlog of 10 (Django's ``WSGIServer``): twenty
-    connections opened at once overflow it and the kernel drops the extra SYNs,
-    which the clients resend a second later, after the race is over. So each
-    client connects before the barrier and only sends its request after it.
-    """
-
-    def __init__(self, connection: http.client.HTTPConnection) -> None:
-        super().__init__()
-        self.connection = connection
-
-    def http_open(self, req: urllib.request.Request) -> Any:
-        return self.do_open(lambda host, **kwargs: self.connection, req)
-
-
-def connect(url: str) -> http.client.HTTPConnection:
-    parts = urlsplit(url)
-    assert parts.scheme == "http" and parts.hostname, url
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=HTTP_TIMEOUT)
-    conn.connect()
-    return conn
-
-
-def post_json(
-    conn: http.client.HTTPConnection, url: str, payload: dict[str, Any]
-) -> Answer:
-    """POST ``payload`` as JSON over real HTTP on ``conn``, then close it.
-
-    Straight to the live server: no ``ProxyHandler`` reads the environment's proxy.
-    """
-    opener = urllib.request.build_opener(
-        urllib.request.ProxyHandler({}), _Connected(conn)
-    )
-    request = urllib.request.Request(
-        url,
-        data=json.dumps(payload).encode(),
-        headers={"Content-Type": "application/json", "Accept": "application/json"},
-        method="POST",
-    )
-    try:
-        with opener.open(request, timeout=HTTP_TIMEOUT) as response:
-            return Answer(response.status, _parse(response.read()))
-    except urllib.error.HTTPError as exc:
-        with exc:
-            return Answer(exc.code, _parse(exc.read()))
-    finally:
-        conn.close()
-
-
-def together(
-    jobs: Sequence[tuple[str, Callable[[http.client.HTTPConnection], T]]],
-    name: str = "race-client",
-) -> list[T]:
-    """Run every ``(url, send)`` job at once, one thread each; the results in order.
-
-    Each thread connects to its URL, waits at the barrier, then calls ``send``
-    with the open connection. The threads only do HTTP (no database access of
-    their own). Every wait is bounded: a thread still running after
-    ``JOIN_TIMEOUT`` fails the test (it is a daemon, so it cannot keep the run
-    alive either).
-    """
-    barrier = threading.Barrier(len(jobs), timeout=BARRIER_TIMEOUT)
-    results: list[T | None] = [None] * len(jobs)
-    errors: list[str] = []
-    lock = threading.Lock()
-
-    def client(
-        index: int, url: str, send: Callable[[http.client.HTTPConnection], T]
-    ) -> None:
-        conn: http.client.HTTPConnection | None = None
-        try:
-            conn = connect(url)
-            barrier.wait()
-            results[index] = send(conn)
-        except BaseException as exc:  # reported below, with the thread that saw it
-            barrier.abort()  # nobody waits for a thread that will not come
-            with lock:
-                errors.append(f"client {index}: {type(exc).__name__}: {exc}")
-        finally:
-            if conn is not None:
-                conn.close()
-
-    threads = [
-        threading.Thread(
-            target=client, args=(i, url, send), name=f"{name}-{i}", daemon=True
-        )
-        for i, (url, send) in enumerate(jobs)
-    ]
-    for thread in threads:
-        thread.start()
-    deadline = time.monotonic() + JOIN_TIMEOUT
-    for thread in threads:
-        thread.join(timeout=max(0.0, deadline - time.monotonic()))
-    stuck = [thread.name for thread in threads if thread.is_alive()]
-    if stuck:
-        barrier.abort()
-        pytest.fail(f"still running after {JOIN_TIMEOUT:.0f}s: {stuck}")
-    if errors:
-        pytest.fail("a client failed: " + "; ".join(sorted(errors)))
-    assert all(result is not None for result in results)
-    return [result for result in results if result is not None]
-
-
 def race(url: str, payloads: Sequence[dict[str, Any]]) -> list[Answer]:
     """POST every payload to ``url`` at once, one thread each; the answers in order."""
-    return together(
-        [(url, functools.partial(post_json, url=url, payload=p)) for p in payloads]
-    )
+    return race_calls([Call(url, payload) for payload in payloads])
 
 
 def tally(answers: Sequence[Answer]) -> Counter[tuple[int, Any]]:
@@ -227,19 +87,6 @@ def tally(answers: Sequence[Answer]) -> Counter[tuple[int, Any]]:
         )
         for a in answers
     )
-
-
-def new_address(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:12]}@example.com"
-
-
-@pytest.fixture(scope="module")
-def unconsumed_broker(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[str]:
-    """A private broker no worker consumes: the races' emails are never delivered."""
-    with private_redis(tmp_path_factory.mktemp("races-broker")) as broker:
-        yield broker.url
 
 
 @pytest.fixture(autouse=True)
@@ -256,11 +103,6 @@ def _races_setup(
         yield
 
 
-@pytest.fixture
-def api(live_server: Any) -> str:
-    return f"{live_server.url}/api/v1/auth"
-
-
 # --- the races ----------------------------------------------------------------
 
 
@@ -268,13 +110,10 @@ def api(live_server: Any) -> str:
 def test_one_login_code_signs_in_once(round_: int, api: str, make_user: Any) -> None:
     address = new_address(f"otp-race-{round_}")
     user = make_user(address)
-    login_code = LoginCode.objects.create(
-        user=user,
-        code_hash=crypto.keyed_hash(crypto.login_code_message(user.pk, CODE)),
-        expires_at=timezone.now() + dt.timedelta(minutes=10),
-    )
+    code = mint_login_code(user=user)
+    login_code = LoginCode.objects.get(user=user)
 
-    answers = race(f"{api}/otp/verify/", [{"email": address, "code": CODE}] * CLIENTS)
+    answers = race(f"{api}/otp/verify/", [{"email": address, "code": code}] * CLIENTS)
 
     counts = tally(answers)
     winners = [a for a in answers if a.status == 200]
@@ -300,13 +139,8 @@ def test_one_link_verifies_once(round_: int, api: str, make_user: Any) -> None:
     address = new_address(f"link-race-{round_}")
     user = make_user(address, verified=False)
     assert not user.is_active
-    token = crypto.new_link_token()
-    link = LinkToken.objects.create(
-        user=user,
-        purpose=LinkToken.Purpose.VERIFY_EMAIL,
-        token_hash=crypto.keyed_hash(token),
-        expires_at=timezone.now() + dt.timedelta(hours=1),
-    )
+    token = mint_link(user=user, purpose=LinkToken.Purpose.VERIFY_EMAIL)
+    link = LinkToken.objects.get(user=user)
 
     answers = race(f"{api}/verify-email/", [{"token": token}] * CLIENTS)
 
@@ -330,25 +164,12 @@ def test_one_link_verifies_once(round_: int, api: str, make_user: Any) -> None:
     assert losers == [{"message": ALREADY_VERIFIED}] * (CLIENTS - 1)
 
 
-def live_link(user: Any, purpose: str, **fields: Any) -> str:
-    """A live link of ``purpose`` for ``user``, minted here as the worker would."""
-    token = crypto.new_link_token()
-    LinkToken.objects.create(
-        user=user,
-        purpose=purpose,
-        token_hash=crypto.keyed_hash(token),
-        expires_at=timezone.now() + dt.timedelta(hours=1),
-        **fields,
-    )
-    return token
-
-
 @pytest.mark.parametrize("round_", ROUNDS)
 def test_one_reset_link_sets_the_password_once(
     round_: int, api: str, make_user: Any
 ) -> None:
     user = make_user(new_address(f"reset-race-{round_}"))
-    token = live_link(user, LinkToken.Purpose.PASSWORD_RESET)
+    token = mint_link(user=user, purpose=LinkToken.Purpose.PASSWORD_RESET)
     new_password = f"another-Staple-horse-{round_}"
     body = {
         "token": token,
@@ -381,7 +202,7 @@ def test_one_email_change_link_moves_the_address_once(
     old_address = new_address(f"move-race-{round_}")
     moved_to = new_address(f"moved-{round_}")
     user = make_user(old_address)
-    token = live_link(user, LinkToken.Purpose.EMAIL_CHANGE, email=moved_to)
+    token = mint_link(user=user, purpose=LinkToken.Purpose.EMAIL_CHANGE, email=moved_to)
 
     answers = race(f"{api}/email/change/confirm/", [{"token": token}] * CLIENTS)
 

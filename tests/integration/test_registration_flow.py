@@ -7,12 +7,9 @@ Reliability rule 1 (a rolled-back registration sends nothing) and security rule 
 from __future__ import annotations
 
 import json
-import logging
 import re
-import time
 import urllib.error
 import urllib.request
-import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -23,82 +20,50 @@ from django.db import transaction
 
 from kinwise_auth.models import EmailIdentity, LinkToken, OutboxEmail
 from kinwise_auth.normalization import normalize_email
+from kinwise_auth.publishing import DELIVER_TASK
 from kinwise_auth.services import RequestMeta, register_user
+from tests.support.accounts import PASSWORD, new_address
+from tests.support.delivery import fail_on_failed_delivery
+from tests.support.http import HTTP_TIMEOUT, OPENER, post_json
+from tests.support.smtp import ReceivedEmail, SMTPServer
+from tests.support.waiting import wait_until
+from tests.support.workers import Worker
 
 if TYPE_CHECKING:
-    from .conftest import Mailbox, PublishedTask, ReceivedEmail, Worker
+    from .conftest import PublishedTask
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
-PASSWORD = "correct-Horse-battery-9"
-HTTP_TIMEOUT = 10.0
 VERIFY_SUBJECT = "Verify your app.example.com account"
 WELCOME_SUBJECT = "Welcome to app.example.com!"
 LINK = re.compile(r"https://app\.example\.com/verify-email\?token=([A-Za-z0-9_-]+)")
-DELIVER_TASK = "kinwise_auth.tasks.deliver"
-
-# Straight to the live server, whatever proxy the environment configures.
-_opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-def post_json(url: str, payload: dict[str, Any]) -> tuple[int, Any]:
-    """POST ``payload`` as JSON over real HTTP; return the status and parsed body."""
-    request = urllib.request.Request(
-        url,
-        data=json.dumps(payload).encode(),
-        headers={"Content-Type": "application/json", "Accept": "application/json"},
-        method="POST",
-    )
-    try:
-        with _opener.open(request, timeout=HTTP_TIMEOUT) as response:
-            return response.status, json.loads(response.read() or b"null")
-    except urllib.error.HTTPError as exc:
-        with exc:
-            return exc.code, json.loads(exc.read() or b"null")
-
-
-def register(base_url: str, address: str) -> None:
-    status, body = post_json(
-        f"{base_url}/api/v1/auth/register/",
+def register(api: str, address: str) -> None:
+    answer = post_json(
+        f"{api}/register/",
         {"email": address, "password": PASSWORD, "password_confirm": PASSWORD},
     )
-    assert status == 201, body
-    assert body["email"] == address
-
-
-def new_address(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:12]}@example.com"
-
-
-def fail_on_failed_delivery(worker: Worker, recipient: str) -> Callable[[], None]:
-    """A poll check: fail at once if the worker died or gave up on ``recipient``."""
-
-    def check() -> None:
-        worker.assert_alive()
-        failed = list(
-            OutboxEmail.objects.filter(
-                recipient=recipient, status=OutboxEmail.Status.FAILED
-            ).values_list("kind", "last_error")
-        )
-        if failed:
-            pytest.fail(f"the worker could not deliver to {recipient}: {failed}")
-
-    return check
+    assert answer.status == 201, answer.body
+    assert answer.body["email"] == address
 
 
 def wait_for_status(row_id: int, status: str, worker: Worker) -> OutboxEmail:
     """Poll the outbox row until the worker gave it ``status`` (bounded)."""
-    deadline = time.monotonic() + 20.0
-    while True:
+
+    def reached() -> OutboxEmail | None:
         row = OutboxEmail.objects.get(pk=row_id)
-        if row.status == status:
-            return row
         if row.status == OutboxEmail.Status.FAILED:
             pytest.fail(f"outbox row {row_id} failed: {row.last_error}")
-        worker.assert_alive()
-        if time.monotonic() > deadline:
-            pytest.fail(f"outbox row {row_id} is {row.status!r}, never {status!r}")
-        time.sleep(0.1)
+        return row if row.status == status else None
+
+    return wait_until(
+        reached,
+        timeout=20.0,
+        what=f"outbox row {row_id} {status!r}",
+        check=worker.assert_alive,
+        details=lambda: f"it is {OutboxEmail.objects.get(pk=row_id).status!r}",
+    )
 
 
 def assert_well_formed(message: ReceivedEmail, address: str, subject: str) -> None:
@@ -123,18 +88,16 @@ def assert_only_outbox_ids(tasks: list[PublishedTask], rows: list[OutboxEmail]) 
 
 
 def test_register_verify_and_welcome(
-    live_server: Any,
+    api: str,
     celery_worker: Worker,
-    mailbox: Mailbox,
+    mailbox: SMTPServer,
     published: list[PublishedTask],
     broker_dump: Callable[[], bytes],
-    caplog: pytest.LogCaptureFixture,
+    debug_logs: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="kinwise_auth")
-    caplog.set_level(logging.DEBUG, logger="django")
     address = new_address("alice")
 
-    register(live_server.url, address)
+    register(api, address)
     identity = EmailIdentity.objects.select_related("user").get(
         email_normalized=normalize_email(address)
     )
@@ -155,11 +118,9 @@ def test_register_verify_and_welcome(
     )
     wait_for_status(verify_row.pk, OutboxEmail.Status.SENT, celery_worker)
 
-    status, body = post_json(
-        f"{live_server.url}/api/v1/auth/verify-email/", {"token": token}
-    )
-    assert status == 200, body
-    assert body["user"] == {"email": address, "is_active": True}
+    answer = post_json(f"{api}/verify-email/", {"token": token})
+    assert answer.status == 200, answer.body
+    assert answer.body["user"] == {"email": address, "is_active": True}
     user.refresh_from_db()
     identity.refresh_from_db()
     assert user.is_active is True
@@ -192,7 +153,7 @@ def test_register_verify_and_welcome(
     assert token.encode() not in broker_dump()
     assert DELIVER_TASK in celery_worker.log()  # the log is the worker's, and read
     assert token not in celery_worker.log()
-    assert token not in caplog.text
+    assert token not in debug_logs.text
 
 
 class _Rollback(Exception):
@@ -200,9 +161,9 @@ class _Rollback(Exception):
 
 
 def test_rolled_back_registration_sends_nothing(
-    live_server: Any,
+    api: str,
     celery_worker: Worker,
-    mailbox: Mailbox,
+    mailbox: SMTPServer,
     published: list[PublishedTask],
 ) -> None:
     ghost = new_address("ghost")
@@ -215,7 +176,7 @@ def test_rolled_back_registration_sends_nothing(
     # The worker handles messages in order: once a later registration's email is
     # out, anything the rolled-back one could have queued would have been sent.
     sentinel = new_address("sentinel")
-    register(live_server.url, sentinel)
+    register(api, sentinel)
     arrived = mailbox.wait_for(
         sentinel, VERIFY_SUBJECT, check=fail_on_failed_delivery(celery_worker, sentinel)
     )
@@ -239,8 +200,9 @@ def test_rolled_back_registration_sends_nothing(
 @pytest.mark.parametrize(("how", "status"), [("refuse", 400), ("crash", 500)])
 def test_a_host_request_rolled_back_by_atomic_requests_sends_nothing(
     live_server: Any,
+    api: str,
     celery_worker: Worker,
-    mailbox: Mailbox,
+    mailbox: SMTPServer,
     published: list[PublishedTask],
     how: str,
     status: int,
@@ -254,14 +216,14 @@ def test_a_host_request_rolled_back_by_atomic_requests_sends_nothing(
         method="POST",
     )
     with pytest.raises(urllib.error.HTTPError) as answer:
-        _opener.open(request, timeout=HTTP_TIMEOUT)
+        OPENER.open(request, timeout=HTTP_TIMEOUT)
     answer.value.close()
     assert answer.value.code == status
     assert published == []  # the request's transaction rolled back: no on_commit
 
     # As above: once a later email is out, the ghost's would have been too.
     sentinel = new_address("sentinel")
-    register(live_server.url, sentinel)
+    register(api, sentinel)
     mailbox.wait_for(
         sentinel, VERIFY_SUBJECT, check=fail_on_failed_delivery(celery_worker, sentinel)
     )

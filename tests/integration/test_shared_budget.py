@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-from django.db import connection
+
+from tests.celery_app import app as celery_app
+from tests.support.processes import REPO_ROOT
+from tests.support.workers import subprocess_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
-
-ROOT = Path(__file__).resolve().parents[2]
 
 # One "web process": Django set up from the same settings, two requests from one
 # client IP through the full request stack, the statuses printed as JSON.
@@ -35,18 +34,10 @@ print(json.dumps(statuses))
 
 
 def run_web_process() -> list[int]:
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": os.environ.get(
-            "DJANGO_SETTINGS_MODULE", "tests.settings"
-        ),
-        "KINWISE_TEST_DB_NAME": str(connection.settings_dict["NAME"]),
-        "PYTHONPATH": str(ROOT),
-    }
     done = subprocess.run(
         [sys.executable, "-c", WEB_PROCESS],
-        cwd=ROOT,
-        env=env,
+        cwd=REPO_ROOT,
+        env=subprocess_env(broker_url=str(celery_app.conf.broker_url)),
         capture_output=True,
         text=True,
         timeout=60,

@@ -18,19 +18,12 @@ import base64
 import contextlib
 import datetime as dt
 import json
-import logging
 import os
 import re
-import time
-import urllib.error
-import urllib.request
-import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 import pytest
-import redis
 from django.apps import apps
 from django.conf import settings
 from django.db import connection
@@ -40,68 +33,26 @@ from rest_framework_simplejwt.token_blacklist.models import (
 )
 
 from kinwise_auth.models import LinkToken, LoginCode, OutboxEmail
+from kinwise_auth.publishing import DELIVER_TASK
 from tests.celery_app import app as celery_app
+from tests.support.accounts import PASSWORD, new_address
+from tests.support.brokers import is_redis_url, redis_client
+from tests.support.delivery import fail_on_failed_delivery, wait_until_settled
+from tests.support.http import request_json
+from tests.support.smtp import ReceivedEmail, SMTPServer
+from tests.support.workers import Worker
 
 if TYPE_CHECKING:
-    from .conftest import Mailbox, PublishedTask, ReceivedEmail, Worker
+    from .conftest import PublishedTask
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
-PASSWORD = "correct-Horse-battery-9"
-HTTP_TIMEOUT = 10.0
-IDLE_TIMEOUT = 20.0  # seconds for the worker to finish every queued email
-REDIS_TIMEOUT = 5.0
 VERIFY_SUBJECT = "Verify your app.example.com account"
 WELCOME_SUBJECT = "Welcome to app.example.com!"
 CODE_SUBJECT = "Your app.example.com login code"
 LINK = re.compile(r"https://app\.example\.com/verify-email\?token=([A-Za-z0-9_-]+)")
 # login_code.txt puts the code alone on an indented line (lines end in CRLF here).
 CODE_LINE = re.compile(r"^[ \t]+([0-9]{6})[ \t]*\r?$", re.MULTILINE)
-DELIVER_TASK = "kinwise_auth.tasks.deliver"
-FINAL = (OutboxEmail.Status.SENT, OutboxEmail.Status.SKIPPED, OutboxEmail.Status.FAILED)
-
-# Straight to the live server, whatever proxy the environment configures.
-_opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-def call(
-    method: str,
-    url: str,
-    payload: dict[str, Any] | None = None,
-    *,
-    access: str | None = None,
-) -> tuple[int, Any]:
-    """One JSON request over real HTTP; the status and the parsed body (or None)."""
-    headers = {"Accept": "application/json"}
-    data = None
-    if payload is not None:
-        data = json.dumps(payload).encode()
-        headers["Content-Type"] = "application/json"
-    if access is not None:
-        headers["Authorization"] = f"Bearer {access}"
-    request = urllib.request.Request(url, data=data, headers=headers, method=method)
-    try:
-        with _opener.open(request, timeout=HTTP_TIMEOUT) as response:
-            return response.status, json.loads(response.read() or b"null")
-    except urllib.error.HTTPError as exc:
-        with exc:
-            return exc.code, json.loads(exc.read() or b"null")
-
-
-def fail_on_failed_delivery(worker: Worker, recipient: str) -> Callable[[], None]:
-    """A poll check: fail at once if the worker died or gave up on ``recipient``."""
-
-    def check() -> None:
-        worker.assert_alive()
-        failed = list(
-            OutboxEmail.objects.filter(
-                recipient=recipient, status=OutboxEmail.Status.FAILED
-            ).values_list("kind", "last_error")
-        )
-        if failed:
-            pytest.fail(f"the worker could not deliver to {recipient}: {failed}")
-
-    return check
 
 
 def read_code(message: ReceivedEmail) -> str:
@@ -115,42 +66,6 @@ def read_code(message: ReceivedEmail) -> str:
 
 
 # --- where the run keeps data -------------------------------------------------
-
-
-def _is_redis_url(url: str) -> bool:
-    return urlsplit(url).scheme in {"redis", "rediss"}
-
-
-def _broker_backlog() -> int:
-    """Messages queued or delivered but not yet acked, on a Redis broker."""
-    url = str(celery_app.conf.broker_url)
-    if not _is_redis_url(url):
-        return 0
-    client = redis.Redis.from_url(url, socket_timeout=REDIS_TIMEOUT)
-    try:
-        return int(client.llen("celery")) + int(client.hlen("unacked"))
-    finally:
-        client.close()
-
-
-def wait_until_idle(worker: Worker) -> None:
-    """Every outbox row final and nothing left in the broker: the scans below then
-    see the state at rest, not a task half done."""
-    deadline = time.monotonic() + IDLE_TIMEOUT
-    while True:
-        busy = list(
-            OutboxEmail.objects.exclude(status__in=FINAL).values_list("pk", "status")
-        )
-        backlog = _broker_backlog()
-        if not busy and not backlog:
-            return
-        worker.assert_alive()
-        if time.monotonic() > deadline:
-            pytest.fail(
-                f"the worker is not idle after {IDLE_TIMEOUT:.0f}s: outbox rows "
-                f"{busy} are not final, {backlog} broker message(s) pending"
-            )
-        time.sleep(0.1)
 
 
 def _text(value: Any) -> str:
@@ -207,7 +122,7 @@ def redis_databases() -> dict[str, str]:
     if backend:
         candidates.append(str(backend))
     for url in candidates:
-        if _is_redis_url(url):
+        if is_redis_url(url):
             urls.setdefault(url, url)
     return urls
 
@@ -216,7 +131,7 @@ def redis_contents(url: str) -> list[tuple[str, str]]:
     """Every key and every value of the Redis database at ``url``, as
     ``(where, text)`` pairs: SCAN the keys, then read each by its type."""
     # Any: redis-py's reply types are unions of sync and async answers.
-    client: Any = redis.Redis.from_url(url, socket_timeout=REDIS_TIMEOUT)
+    client: Any = redis_client(url)
     found: list[tuple[str, str]] = []
     try:
         for key in client.scan_iter(count=500):
@@ -317,68 +232,69 @@ def leaks(contents: Iterable[tuple[str, str]], code: str, token: str) -> list[st
 
 
 def test_sign_in_journey(
-    live_server: Any,
+    api: str,
     celery_worker: Worker,
-    mailbox: Mailbox,
+    mailbox: SMTPServer,
     published: list[PublishedTask],
-    caplog: pytest.LogCaptureFixture,
+    debug_logs: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="kinwise_auth")
-    caplog.set_level(logging.DEBUG, logger="django")
-    api = f"{live_server.url}/api/v1/auth"
-    address = f"journey-{uuid.uuid4().hex[:12]}@example.com"
+    address = new_address("journey")
     delivered = fail_on_failed_delivery(celery_worker, address)
 
-    status, body = call(
+    answer = request_json(
         "POST",
         f"{api}/register/",
         {"email": address, "password": PASSWORD, "password_confirm": PASSWORD},
     )
-    assert status == 201, body
+    assert answer.status == 201, answer.body
 
     verification = mailbox.wait_for(address, VERIFY_SUBJECT, check=delivered)
     match = LINK.search(verification.part("plain"))
     assert match, verification.part("plain")
     token = match.group(1)
-    status, body = call("POST", f"{api}/verify-email/", {"token": token})
-    assert status == 200, body
-    assert body["user"] == {"email": address, "is_active": True}
+    answer = request_json("POST", f"{api}/verify-email/", {"token": token})
+    assert answer.status == 200, answer.body
+    assert answer.body["user"] == {"email": address, "is_active": True}
 
-    status, body = call("POST", f"{api}/otp/request/", {"email": address})
-    assert status == 200, body
+    answer = request_json("POST", f"{api}/otp/request/", {"email": address})
+    assert answer.status == 200, answer.body
     code_email = mailbox.wait_for(address, CODE_SUBJECT, check=delivered)
     assert code_email.rcpt_tos == (address,)
     code = read_code(code_email)
 
-    status, body = call("POST", f"{api}/otp/verify/", {"email": address, "code": code})
-    assert status == 200, body
-    assert set(body) == {"access", "refresh", "user"}, body
-    assert body["user"]["email"] == address
-    user_id = body["user"]["id"]
-    access, refresh = str(body["access"]), str(body["refresh"])
+    answer = request_json(
+        "POST", f"{api}/otp/verify/", {"email": address, "code": code}
+    )
+    assert answer.status == 200, answer.body
+    assert set(answer.body) == {"access", "refresh", "user"}, answer.body
+    assert answer.body["user"]["email"] == address
+    user_id = answer.body["user"]["id"]
+    access, refresh = str(answer.body["access"]), str(answer.body["refresh"])
 
-    status, body = call("GET", f"{api}/me/", access=access)
-    assert status == 200, body
-    assert body["email"] == address
-    assert body["id"] == user_id
+    answer = request_json("GET", f"{api}/me/", access=access)
+    assert answer.status == 200, answer.body
+    assert answer.body["email"] == address
+    assert answer.body["id"] == user_id
 
-    status, body = call("POST", f"{api}/token/refresh/", {"refresh": refresh})
-    assert status == 200, body
-    assert body["access"] and body["access"] != access
+    answer = request_json("POST", f"{api}/token/refresh/", {"refresh": refresh})
+    assert answer.status == 200, answer.body
+    assert answer.body["access"] and answer.body["access"] != access
     # With rotation on, the answer carries the refresh token that is live now.
-    refresh = str(body.get("refresh", refresh))
-    status, body = call("GET", f"{api}/me/", access=str(body["access"]))
-    assert status == 200, body
-    assert body["email"] == address
+    refresh = str(answer.body.get("refresh", refresh))
+    answer = request_json("GET", f"{api}/me/", access=str(answer.body["access"]))
+    assert answer.status == 200, answer.body
+    assert answer.body["email"] == address
 
-    status, body = call("POST", f"{api}/logout/", {"refresh": refresh})
-    assert status == 205, body
-    status, body = call("POST", f"{api}/token/refresh/", {"refresh": refresh})
-    assert status == 401, body
-    assert body["code"] == "token_not_valid", body
+    answer = request_json("POST", f"{api}/logout/", {"refresh": refresh})
+    assert answer.status == 205, answer.body
+    answer = request_json("POST", f"{api}/token/refresh/", {"refresh": refresh})
+    assert answer.status == 401, answer.body
+    assert answer.body["code"] == "token_not_valid", answer.body
 
     # --- the secrets exist in clear only in the emails ------------------------
-    wait_until_idle(celery_worker)
+    wait_until_settled(
+        broker_url=str(celery_app.conf.broker_url), check=celery_worker.assert_alive
+    )
     assert [m.subject for m in mailbox.messages()] == [
         VERIFY_SUBJECT,
         WELCOME_SUBJECT,
@@ -408,7 +324,7 @@ def test_sign_in_journey(
     worker_log = celery_worker.log()
     assert DELIVER_TASK in worker_log
     assert leaks([("the worker's log", worker_log)], code, token) == []
-    assert leaks([("the test process's log", caplog.text)], code, token) == []
+    assert leaks([("the test process's log", debug_logs.text)], code, token) == []
 
     # (2) Every key and value of the broker's, the cache's (and a result
     # backend's) Redis databases.

@@ -13,15 +13,14 @@ import os
 import shutil
 import subprocess
 import sys
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from kinwise_auth import urls
-
-from ..example_tools import example_env, example_server, explain, run
+from tests.support.example_project import example_env, example_server, explain, run
+from tests.support.http import OPENER, post_json
 
 pytestmark = pytest.mark.openapi
 
@@ -117,8 +116,7 @@ def test_sign_in_answers_name_the_user_payload(schema: dict[str, Any]) -> None:
 
 def test_swagger_ui_is_served(tmp_path: Path) -> None:
     with example_server(served_env(tmp_path)) as base:
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        with opener.open(f"{base}/api/docs/", timeout=10) as answer:
+        with OPENER.open(f"{base}/api/docs/", timeout=10) as answer:
             page = answer.read().decode()
         assert answer.status == 200
         assert "swagger-ui" in page.lower()
@@ -126,22 +124,12 @@ def test_swagger_ui_is_served(tmp_path: Path) -> None:
 
 def register_account(base: str) -> str:
     """Register an account over the API; its address."""
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-    def post(path: str, body: dict[str, str]) -> dict[str, Any]:
-        request = urllib.request.Request(
-            f"{base}{PREFIX}{path}",
-            data=json.dumps(body).encode(),
-            headers={"Content-Type": "application/json"},
-        )
-        with opener.open(request, timeout=10) as answer:
-            return dict(json.loads(answer.read()))
-
     email = "schemathesis@example.com"
-    post(
-        "register/",
+    answer = post_json(
+        f"{base}{PREFIX}register/",
         {"email": email, "password": PASSWORD, "password_confirm": PASSWORD},
     )
+    assert 200 <= answer.status < 300, answer.body
     return email
 
 
@@ -169,14 +157,11 @@ def test_schemathesis_finds_no_server_error_and_no_schema_break(
             env,
         )
         assert verify.returncode == 0, explain(verify)
-        login = urllib.request.Request(
-            f"{base}{PREFIX}login/",
-            data=json.dumps({"email": email, "password": PASSWORD}).encode(),
-            headers={"Content-Type": "application/json"},
+        login = post_json(
+            f"{base}{PREFIX}login/", {"email": email, "password": PASSWORD}
         )
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        with opener.open(login, timeout=10) as answer:
-            access = json.loads(answer.read())["access"]
+        assert 200 <= login.status < 300, login.body
+        access = login.body["access"]
         result = subprocess.run(
             [
                 st,
