@@ -244,3 +244,31 @@ def check_authentication_backend(**kwargs: Any) -> list[CheckMessage]:
             id="kinwise_auth.E011",
         )
     ]
+
+
+@register
+def check_email_timeout(**kwargs: Any) -> list[CheckMessage]:
+    email_timeout = getattr(settings, "EMAIL_TIMEOUT", None)
+    claim = auth_settings.claim_timeout().total_seconds()
+    if not email_timeout:
+        problem = (
+            "EMAIL_TIMEOUT is not set: a hung SMTP server holds a worker for ever, "
+            "and an email whose worker died waits five minutes (the claim timeout "
+            "it falls back to) before another worker sends it."
+        )
+    elif float(email_timeout) >= claim:
+        problem = (
+            f"EMAIL_TIMEOUT ({email_timeout} s) is not below OUTBOX_CLAIM_TIMEOUT "
+            f"({claim:g} s): a slow send outlives its claim, and another worker may "
+            "send the same email."
+        )
+    else:
+        return []
+    return [
+        Warning(
+            problem,
+            hint="Set EMAIL_TIMEOUT (10 s, say) and leave OUTBOX_CLAIM_TIMEOUT unset: "
+            "the claim then follows from it (3 x EMAIL_TIMEOUT + 15 s).",
+            id="kinwise_auth.W002",
+        )
+    ]

@@ -84,7 +84,8 @@ DEFAULTS: dict[str, Any] = {
     "DELIVERY_MAX_RETRIES": 6,
     "DELIVERY_RETRY_BACKOFF": 10,
     "DELIVERY_RETRY_BACKOFF_MAX": 600,
-    "OUTBOX_CLAIM_TIMEOUT": timedelta(minutes=5),
+    # None: what one send can take, from Django's EMAIL_TIMEOUT (claim_timeout()).
+    "OUTBOX_CLAIM_TIMEOUT": None,
     "OUTBOX_REDRIVE_AFTER": timedelta(minutes=1),
     "OUTBOX_REDRIVE_BATCH": 500,
     "OUTBOX_RETENTION": timedelta(days=7),
@@ -149,6 +150,25 @@ class AuthSettings:
         """The rate of ``scope`` per ``kind`` ("ip", "email" or "account");
         None: no limit."""
         return self.RATE_LIMITS.get(scope, {}).get(kind)
+
+    def claim_timeout(self) -> timedelta:
+        """How long a worker holds a claimed email: ``OUTBOX_CLAIM_TIMEOUT``, or,
+        unset, three times Django's ``EMAIL_TIMEOUT`` plus 15 s (connecting, the
+        slowest command and the message, then the rest of the delivery); five
+        minutes when ``EMAIL_TIMEOUT`` is unset too, for a send may then hang."""
+        configured: timedelta | None = self.OUTBOX_CLAIM_TIMEOUT
+        if configured is not None:
+            return configured
+        email_timeout = getattr(settings, "EMAIL_TIMEOUT", None)
+        if not email_timeout:
+            return timedelta(minutes=5)
+        return timedelta(seconds=3 * float(email_timeout) + 15)
+
+    def delivery_time_limit(self) -> int:
+        """The delivery task's hard time limit, in seconds: a little under the
+        claim, so a worker is stopped before another may take its email over."""
+        claim = self.claim_timeout().total_seconds()
+        return max(1, int(claim - min(5.0, claim / 4)))
 
     def reload(self) -> None:
         self._cache.clear()

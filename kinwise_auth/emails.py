@@ -23,6 +23,7 @@ from django.apps import apps
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.mail import EmailMultiAlternatives
+from django.db import transaction
 from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.translation import ngettext
@@ -55,14 +56,23 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (smtplib.SMTPException, OSEr
 def send(outbox_id: int) -> OutboxEmail.Status | None:
     """Claim, build and send one outbox email; return the row's new status.
 
-    None when the row was not claimed: already final, or held by another worker.
+    None when the row was not claimed (already final, or held by another
+    worker), or when this worker's claim expired before it minted.
     Errors from sending propagate with the row still claimed: the task records
     them (:func:`~kinwise_auth.outbox.record_failure`).
     """
     row = outbox.claim(outbox_id)
     if row is None:
         return None
-    message = BUILDERS[row.kind](row)
+    return _send_claimed(row)
+
+
+@sensitive_variables()
+def _send_claimed(row: OutboxEmail) -> OutboxEmail.Status | None:
+    with transaction.atomic():
+        if not outbox.still_claimed(row):
+            return None  # this worker stalled past its claim; another took over
+        message = BUILDERS[row.kind](row)
     if message is None:
         outbox.finish(row.pk, Status.SKIPPED)
         return Status.SKIPPED

@@ -30,6 +30,7 @@ from .publishing import publish
 __all__ = [
     "queue",
     "claim",
+    "still_claimed",
     "finish",
     "record_failure",
     "requeue",
@@ -102,10 +103,30 @@ def claim(outbox_id: int) -> OutboxEmail | None:
         ):
             return None  # another worker holds it
         row.status = Status.SENDING
-        row.claimed_until = now + auth_settings.OUTBOX_CLAIM_TIMEOUT
+        row.claimed_until = now + auth_settings.claim_timeout()
         row.attempts += 1
         row.save(update_fields=["status", "claimed_until", "attempts"])
     return row
+
+
+def still_claimed(row: OutboxEmail) -> bool:
+    """Lock the row; whether the claim :func:`claim` gave ``row`` still holds.
+
+    Call inside ``transaction.atomic()``, before minting: a worker that stalled
+    past its claim finds another's attempt there and mints nothing, and a worker
+    taking the row over waits on the lock until this one is done.
+    """
+    return (
+        OutboxEmail.objects.select_for_update()
+        .filter(
+            pk=row.pk,
+            status=Status.SENDING,
+            attempts=row.attempts,
+            claimed_until__gt=timezone.now(),
+        )
+        .first()
+        is not None
+    )
 
 
 def finish(outbox_id: int, status: str, **fields: Any) -> None:

@@ -82,6 +82,9 @@ def publish(outbox_id: int) -> bool:
             DELIVER_TASK,
             (outbox_id,),
             connection=_publish_connection(app, timeout),
+            # A worker stuck in a send is stopped before its claim expires, so
+            # the email it holds is never sent by two workers at once.
+            time_limit=auth_settings.delivery_time_limit(),
             # As the task declares: no result backend subscription per publish.
             ignore_result=True,
             retry=True,

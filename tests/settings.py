@@ -139,11 +139,11 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 
 DEFAULT_FROM_EMAIL = "KinWise <noreply@example.com>"
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+EMAIL_TIMEOUT = 10
 if os.environ.get("KINWISE_TEST_SMTP_PORT"):
     EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
     EMAIL_HOST = "127.0.0.1"
     EMAIL_PORT = int(os.environ["KINWISE_TEST_SMTP_PORT"])
-    EMAIL_TIMEOUT = 10
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # The fast suite runs in one process, so a local cache counts correctly; the

@@ -107,6 +107,17 @@ def test_w001_blacklist_app_missing(settings: Any) -> None:
     )
 
 
+def test_w002_email_timeout_unset_or_not_below_the_claim() -> None:
+    sound = {"KINWISE_AUTH": FRONTEND, "CACHES": REDIS}
+    assert "kinwise_auth.W002" not in ids(EMAIL_TIMEOUT=10, **sound)
+    assert "kinwise_auth.W002" in ids(EMAIL_TIMEOUT=None, **sound)
+    assert "kinwise_auth.W002" in ids(
+        EMAIL_TIMEOUT=60,
+        KINWISE_AUTH={**FRONTEND, "OUTBOX_CLAIM_TIMEOUT": 30},
+        CACHES=REDIS,
+    )
+
+
 def test_e008_account_deletion_mode() -> None:
     assert "kinwise_auth.E008" in ids(
         KINWISE_AUTH={**FRONTEND, "ACCOUNT_DELETION": "purge"}, CACHES=REDIS

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.test import override_settings
@@ -42,3 +43,22 @@ def test_hooks_are_imported() -> None:
 def test_unknown_attribute() -> None:
     with pytest.raises(AttributeError):
         auth_settings.NOPE  # noqa: B018
+
+
+@pytest.mark.parametrize(
+    ("email_timeout", "claim", "expected"),
+    [
+        (10, None, timedelta(seconds=45)),  # 3 x EMAIL_TIMEOUT + 15 s
+        (None, None, timedelta(minutes=5)),  # a send may hang: the old default
+        (10, 120, timedelta(minutes=2)),  # set: taken as is
+    ],
+)
+def test_the_claim_follows_the_smtp_timeout(
+    settings: Any, email_timeout: int | None, claim: int | None, expected: timedelta
+) -> None:
+    settings.EMAIL_TIMEOUT = email_timeout
+    settings.KINWISE_AUTH = {"OUTBOX_CLAIM_TIMEOUT": claim}
+
+    assert auth_settings.claim_timeout() == expected
+    # The task is stopped before its claim can pass to another worker.
+    assert 0 < auth_settings.delivery_time_limit() < expected.total_seconds()

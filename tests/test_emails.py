@@ -17,7 +17,7 @@ from django.test import override_settings
 from django.utils import timezone
 
 from kinwise_auth import emails, outbox, tasks
-from kinwise_auth.models import AuthEvent, LinkToken, OutboxEmail
+from kinwise_auth.models import AuthEvent, LinkToken, LoginCode, OutboxEmail
 from kinwise_auth.services import RequestMeta, register_user
 
 from . import celery_app
@@ -165,6 +165,24 @@ def test_a_row_is_sent_once_even_if_delivered_twice(broker: Any) -> None:
     assert emails.send(row.pk) == Status.SENT
     assert emails.send(row.pk) is None
     assert len(mail.outbox) == 1
+
+
+def test_a_worker_that_stalled_past_its_claim_neither_mints_nor_sends(
+    api: Any, make_user: Any, broker: Any
+) -> None:
+    make_user("alice@example.com")
+    api.post("/api/v1/auth/otp/request/", {"email": "alice@example.com"}, format="json")
+    row = OutboxEmail.objects.get()
+    stalled = outbox.claim(row.pk)  # the first worker, then a long pause
+    OutboxEmail.objects.update(claimed_until=timezone.now() - timedelta(seconds=1))
+    assert emails.send(row.pk) == Status.SENT  # a second worker takes it over
+    live = LoginCode.objects.live().get()
+
+    assert stalled is not None
+    assert emails._send_claimed(stalled) is None  # the first one wakes up
+
+    assert len(mail.outbox) == 1
+    assert LoginCode.objects.live().get() == live  # its code still signs in
 
 
 def test_a_live_claim_keeps_other_workers_off(broker: Any) -> None:
