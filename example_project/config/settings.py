@@ -201,6 +201,10 @@ KINWISE_AUTH = {
     # The admin's sign-in (config/admin_login.py): every POST counts, per client IP
     # and per username or email typed, in the shared cache below.
     "RATE_LIMITS": {"admin_login": {"ip": "10/m", "email": "5/10m"}},
+    # The outbox's timings (docs/settings.md). Unset, the claim follows from
+    # EMAIL_TIMEOUT below: 3 x 10 s + 15 s.
+    "OUTBOX_CLAIM_TIMEOUT": env.int("OUTBOX_CLAIM_TIMEOUT", default=None),
+    "OUTBOX_REDRIVE_AFTER": env.int("OUTBOX_REDRIVE_AFTER", default=60),
 }
 
 # django-ratelimit: the limits live in the shared cache above.
@@ -298,10 +302,18 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_WORKER_MAX_TASKS_PER_CHILD = 1000
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A task running when the worker loses the broker cannot be acknowledged any more
+# (late acknowledgement): the broker will deliver its message again. Cancel it
+# rather than finish a run whose message comes back anyway; kinwise_auth's claim
+# keeps the second run from sending an email the first one sent.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
 # With Redis, an unacknowledged message is redelivered after this many seconds; it
 # must exceed the longest task run and retry countdown (kinwise_auth caps its backoff
-# below it).
-CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, Any] = {"visibility_timeout": 3600}
+# below it). An email whose worker died does not wait for it: the re-drive sends it
+# once the claim has expired.
+CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, Any] = {
+    "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)
+}
 if CELERY_BROKER_URL.startswith("filesystem://"):
     # The demo's embedded broker (no server): messages are files in one folder
     # that web, worker and beat share.
@@ -331,9 +343,11 @@ CELERY_TASK_ROUTES = {"kinwise_auth.tasks.*": {"queue": "auth"}}
 # the entries below are installed there when beat starts.
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BEAT_SCHEDULE = {
+    # One indexed query that almost always finds nothing (docs/performance.md):
+    # often, so an email waits seconds, not minutes, after the broker returns.
     "kinwise-auth-requeue-unsent": {
         "task": "kinwise_auth.tasks.requeue_unsent",
-        "schedule": 60.0,
+        "schedule": env.float("OUTBOX_REDRIVE_INTERVAL", default=10.0),
     },
     "kinwise-auth-purge-expired": {
         "task": "kinwise_auth.tasks.purge_expired",
