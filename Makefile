@@ -48,6 +48,7 @@ bench: $(VENV)/bin/python
 	$(VENV)/bin/python bench/request_cpu.py
 	$(VENV)/bin/python bench/http_load.py
 	$(VENV)/bin/python bench/celery_throughput.py
+	$(VENV)/bin/python bench/redrive.py
 	$(VENV)/bin/python bench/scale.py
 
 clean:

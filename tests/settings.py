@@ -125,13 +125,18 @@ CELERY_RESULT_BACKEND = os.environ.get("KINWISE_TEST_RESULT_BACKEND") or None
 CELERY_TASK_ALWAYS_EAGER = "KINWISE_TEST_BROKER_URL" not in os.environ
 # Eager retries only run when errors do not propagate (Celery re-raises Retry).
 CELERY_TASK_EAGER_PROPAGATES = False
-# The expiry test runs a real beat that schedules the purge every few seconds.
+# Integration tests run a real beat: the expiry test schedules the purge every few
+# seconds, the recovery tests the re-drive as the example project does.
+CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {}
 if os.environ.get("KINWISE_TEST_PURGE_EVERY"):
-    CELERY_BEAT_SCHEDULE = {
-        "kinwise-auth-purge-expired": {
-            "task": "kinwise_auth.tasks.purge_expired",
-            "schedule": float(os.environ["KINWISE_TEST_PURGE_EVERY"]),
-        }
+    CELERY_BEAT_SCHEDULE["kinwise-auth-purge-expired"] = {
+        "task": "kinwise_auth.tasks.purge_expired",
+        "schedule": float(os.environ["KINWISE_TEST_PURGE_EVERY"]),
+    }
+if os.environ.get("KINWISE_TEST_REDRIVE_EVERY"):
+    CELERY_BEAT_SCHEDULE["kinwise-auth-requeue-unsent"] = {
+        "task": "kinwise_auth.tasks.requeue_unsent",
+        "schedule": float(os.environ["KINWISE_TEST_REDRIVE_EVERY"]),
     }
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": int(os.environ.get("KINWISE_TEST_VISIBILITY_TIMEOUT", "3600"))
