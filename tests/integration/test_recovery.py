@@ -79,13 +79,13 @@ def broker_outage(
     return each email went out."""
     broker.stop()
     recipients = request_emails(api, make_user)
-    rows = OutboxEmail.objects.filter(recipient__in=recipients)
-    assert {row.status for row in rows} == {Status.PENDING}
+    query = OutboxEmail.objects.filter(recipient__in=recipients)
+    assert {row.status for row in query.all()} == {Status.PENDING}
 
     broker.start()
     back = timezone.now()
     wait_until(
-        lambda: rows.filter(status=Status.SENT).count() == len(recipients),
+        lambda: query.filter(status=Status.SENT).count() == len(recipients),
         timeout=BACK_WITHIN.total_seconds() + 15,
         what="both emails sent after the broker's return",
         check=fail_on_failed_delivery(worker),
@@ -93,7 +93,10 @@ def broker_outage(
     )
     for recipient in recipients:
         assert len(mailbox.messages(recipient)) == 1, recipient
-    assert all(row.attempts == 1 for row in rows)
+    rows = list(query.all())
+    assert all(row.attempts == 1 for row in rows), [
+        (row.recipient, row.attempts, row.last_error) for row in rows
+    ]
     return [row.sent_at - back for row in rows if row.sent_at]
 
 
