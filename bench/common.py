@@ -184,16 +184,19 @@ class Accounts:
         return mint_link(user=user, purpose=purpose, email=email)
 
     def access(self, user: Any) -> str:
-        """A Bearer header value for ``user``."""
-        from rest_framework_simplejwt.tokens import RefreshToken
-
-        return f"Bearer {RefreshToken.for_user(user).access_token}"
+        """A Bearer header value for ``user``, of a session of its own."""
+        return f"Bearer {self._session(user)['access']}"
 
     def refresh(self, user: Any) -> str:
-        """A fresh refresh token for ``user``."""
-        from rest_framework_simplejwt.tokens import RefreshToken
+        """A fresh refresh token for ``user``, of a session of its own."""
+        return self._session(user)["refresh"]
 
-        return str(RefreshToken.for_user(user))
+    @staticmethod
+    def _session(user: Any) -> dict[str, str]:
+        from kinwise_auth.services import RequestMeta
+        from kinwise_auth.services.sessions import open_session
+
+        return open_session(user, method="password", meta=RequestMeta())
 
 
 def median_ms(samples: list[float]) -> float:

@@ -36,10 +36,11 @@ from django.contrib.auth import get_user_model  # noqa: E402
 from django.db import connection  # noqa: E402
 from django.test.utils import setup_test_environment  # noqa: E402
 from rest_framework.test import APIClient  # noqa: E402
-from rest_framework_simplejwt.tokens import AccessToken  # noqa: E402
 
 from bench.common import PASSWORD, Accounts  # noqa: E402
 from bench.endpoints import API, BY_NAME, Input  # noqa: E402
+from kinwise_auth.services import RequestMeta  # noqa: E402
+from kinwise_auth.services.sessions import open_session  # noqa: E402
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "300"))
 WRONG_PASSWORD = "wrong-password-1"
@@ -69,10 +70,10 @@ def body(path: str, kind: str, email: str) -> dict[str, str]:
 
 
 def sign_in(client: APIClient, user: Any) -> None:
-    """A fresh access token for ``user`` (outlives any run), outside the timing;
-    it writes nothing to the database. ``None`` leaves the client anonymous."""
+    """A fresh access token for ``user`` (outlives any run), of a session of its
+    own, outside the timing. ``None`` leaves the client anonymous."""
     if user is not None:
-        access = AccessToken.for_user(user)
+        access = open_session(user, method="password", meta=RequestMeta())["access"]
         client.credentials(HTTP_AUTHORIZATION=f"Bearer {access}")
 
 

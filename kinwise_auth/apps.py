@@ -14,7 +14,7 @@ class KinwiseAuthConfig(AppConfig):
     def ready(self) -> None:
         # Checks and setting receivers register on import; so does the delivery
         # task, which the outbox publishes by name.
-        from . import checks, conf, tasks  # noqa: F401
+        from . import checks, conf, receivers, tasks  # noqa: F401
 
         try:
             import drf_spectacular  # noqa: F401

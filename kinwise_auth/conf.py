@@ -87,6 +87,9 @@ DEFAULTS: dict[str, Any] = {
     # None: what one send can take, from Django's EMAIL_TIMEOUT (claim_timeout()).
     "OUTBOX_CLAIM_TIMEOUT": None,
     "OUTBOX_REDRIVE_AFTER": timedelta(minutes=1),
+    # A rotated-away refresh token presented this soon after its rotation is
+    # refused without revoking its session (two tabs refreshing at once).
+    "REFRESH_REUSE_GRACE": timedelta(seconds=10),
     "OUTBOX_REDRIVE_BATCH": 500,
     "OUTBOX_RETENTION": timedelta(days=7),
     "AUDIT_RETENTION": timedelta(days=365),
@@ -112,6 +115,7 @@ DURATION_KEYS = (
     "LOGIN_CODE_LIFETIME",
     "OUTBOX_CLAIM_TIMEOUT",
     "OUTBOX_REDRIVE_AFTER",
+    "REFRESH_REUSE_GRACE",
     "OUTBOX_RETENTION",
     "AUDIT_RETENTION",
 )

@@ -250,4 +250,5 @@ BUILDERS: dict[str, Callable[[OutboxEmail], EmailMultiAlternatives | None]] = {
     Kind.EMAIL_CHANGED: _notice("email_changed"),
     Kind.GOODBYE: _notice("goodbye"),
     Kind.SIGN_IN_ATTEMPTS: _notice("sign_in_attempts"),
+    Kind.SESSION_REUSED: _notice("session_reused"),
 }

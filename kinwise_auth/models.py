@@ -1,7 +1,9 @@
-"""Email identities, link tokens, the email outbox and the audit log."""
+"""Email identities, one-time secrets, sign-in sessions, the email outbox and the
+audit log."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from django.conf import settings
@@ -14,6 +16,7 @@ __all__ = [
     "OneTimeSecret",
     "LinkToken",
     "LoginCode",
+    "Session",
     "OutboxEmail",
     "AuthEvent",
 ]
@@ -201,6 +204,59 @@ class LoginCode(OneTimeSecret):
         return f"login code #{self.pk}"
 
 
+class Session(models.Model):
+    """One sign-in: its refresh tokens form a family, its access tokens carry its id.
+
+    ``public_id`` is the ``sid`` claim of both tokens and the id the API shows.
+    ``refresh_jti`` is the family's one live refresh token: rotation moves it, and
+    a rotated-away token presented again (past ``REFRESH_REUSE_GRACE``) revokes
+    the session. Revoked sessions refuse their access tokens too.
+    """
+
+    class Method(models.TextChoices):
+        PASSWORD = "password", _("password")
+        CODE = "code", _("emailed code")
+
+    public_id = models.UUIDField(
+        _("public id"), default=uuid.uuid4, unique=True, editable=False
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="kinwise_sessions",
+    )
+    method = models.CharField(_("signed in with"), max_length=16)
+    device = models.CharField(_("device"), max_length=200, blank=True)
+    first_ip = models.GenericIPAddressField(_("first IP"), null=True, blank=True)
+    last_ip = models.GenericIPAddressField(_("last IP"), null=True, blank=True)
+    refresh_jti = models.CharField(_("live refresh token id"), max_length=255)
+    previous_jti = models.CharField(
+        _("refresh token id before the last rotation"), max_length=255, blank=True
+    )
+    rotated_at = models.DateTimeField(_("rotated at"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+    last_used_at = models.DateTimeField(_("last used at"), default=timezone.now)
+    reauthenticated_at = models.DateTimeField(
+        _("reauthenticated at"), null=True, blank=True
+    )
+    revoked_at = models.DateTimeField(_("revoked at"), null=True, blank=True)
+    revoked_reason = models.CharField(_("revoked because"), max_length=32, blank=True)
+
+    class Meta:
+        verbose_name = _("sign-in session")
+        verbose_name_plural = _("sign-in sessions")
+        indexes = [
+            models.Index(fields=["user", "revoked_at"], name="kinwise_session_user"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.device or self.method} #{self.pk}"
+
+    @property
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None
+
+
 class OutboxEmail(models.Model):
     """The intent to send one email, written in the request's transaction.
 
@@ -218,6 +274,7 @@ class OutboxEmail(models.Model):
         EMAIL_CHANGED = "email_changed", _("email changed notice")
         GOODBYE = "goodbye", _("goodbye")
         SIGN_IN_ATTEMPTS = "sign_in_attempts", _("sign-in attempts notice")
+        SESSION_REUSED = "session_reused", _("reused sign-in token notice")
 
     class Status(models.TextChoices):
         PENDING = "pending", _("pending")

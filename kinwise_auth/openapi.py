@@ -16,6 +16,7 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
+from drf_spectacular.contrib.rest_framework_simplejwt import SimpleJWTScheme
 from drf_spectacular.extensions import OpenApiViewExtension
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
@@ -33,6 +34,12 @@ from .conf import auth_settings
 __all__ = ["ErrorSerializer", "FIELD_ERRORS_SCHEMA"]
 
 TAG = "kinwise-auth"
+
+
+class SessionJWTScheme(SimpleJWTScheme):
+    """The Bearer scheme of the signed-in endpoints (``jwtAuth``), as simplejwt's."""
+
+    target_class = "kinwise_auth.authentication.SessionJWTAuthentication"
 
 
 class ErrorSerializer(serializers.Serializer[Any]):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+from contextvars import ContextVar
 from typing import Any
 
 from django.http import HttpRequest
@@ -34,6 +35,10 @@ __all__ = [
     "limit_email",
     "limit_account",
     "clear",
+    "begin_request",
+    "end_request",
+    "cache_failed",
+    "note_cache_failure",
 ]
 
 logger = logging.getLogger(__name__)
@@ -76,6 +81,37 @@ def valid_ip(value: str) -> str | None:
         return None
 
 
+# Once the shared cache failed in a request, what follows in that request skips
+# it and answers as if it failed again, rather than wait out its timeout once
+# more (a paused Redis would otherwise cost every cache call of the request).
+# Outside a request of the package's views nothing is skipped.
+_request: ContextVar[object | None] = ContextVar("kinwise_auth_request", default=None)
+_failed_in: ContextVar[object | None] = ContextVar("kinwise_auth_failed", default=None)
+
+
+def begin_request() -> None:
+    """Open a request's scope: the shared cache is presumed healthy."""
+    _request.set(object())
+
+
+def end_request() -> None:
+    """Close the request's scope."""
+    _request.set(None)
+
+
+def cache_failed() -> bool:
+    """Whether the shared cache failed earlier in the current request."""
+    scope = _request.get()
+    return scope is not None and _failed_in.get() is scope
+
+
+def note_cache_failure() -> None:
+    """Record that the shared cache failed, for the rest of the current request."""
+    scope = _request.get()
+    if scope is not None:
+        _failed_in.set(scope)
+
+
 def _usage(
     request: HttpRequest, group: str, value: str, rate: str, *, increment: bool
 ) -> dict[str, Any] | None:
@@ -83,6 +119,8 @@ def _usage(
     or the cache failed open (logged). With ``increment`` the count is raised and
     read in one atomic cache operation."""
     try:
+        if cache_failed():
+            raise ConnectionError("the cache failed earlier in this request")
         usage: dict[str, Any] | None = get_usage(
             request,
             group=group,
@@ -91,6 +129,7 @@ def _usage(
             increment=increment,
         )
     except Exception as exc:
+        note_cache_failure()
         if auth_settings.RATE_LIMIT_FAIL_OPEN:
             logger.warning(
                 "kinwise_auth: rate-limit cache failed (%s); letting the request "

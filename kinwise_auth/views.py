@@ -19,9 +19,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework_simplejwt import settings as jwt_settings
-from rest_framework_simplejwt.authentication import JWTAuthentication
 
 from . import ratelimit, services
+from .authentication import SessionJWTAuthentication
 from .conf import auth_settings
 from .errors import AuthError, EmailTaken, PasswordRejected, RequestTooLarge
 from .exceptions import exception_handler
@@ -109,9 +109,16 @@ class AuthAPIView(APIView):
     def get_exception_handler(self) -> Any:
         return exception_handler
 
+    def finalize_response(
+        self, request: Request, response: Any, *args: Any, **kwargs: Any
+    ) -> Any:
+        ratelimit.end_request()
+        return super().finalize_response(request, response, *args, **kwargs)
+
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         # Per IP first: before the body is parsed and a token authenticated, so
         # a flood of hostile bodies or bad tokens is limited like any request.
+        ratelimit.begin_request()
         ratelimit.limit_ip(request, self.request_scope or self.scope)
         super().initial(request, *args, **kwargs)
         try:
@@ -209,7 +216,7 @@ class SignedInAPIView(AuthAPIView):
     """An endpoint for a signed-in user: JWT only (a host's session auth never
     applies), limited per IP and per account before the body is parsed."""
 
-    authentication_classes = (JWTAuthentication,)
+    authentication_classes = (SessionJWTAuthentication,)
     permission_classes = (IsAuthenticated,)
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
@@ -375,7 +382,9 @@ class TokenRefreshView(AuthAPIView):
 
     @sensitive_variables()
     def perform(self, request: Request, values: dict[str, Any]) -> Response:
-        return Response(services.refresh_session(values["refresh"]))
+        return Response(
+            services.refresh_session(values["refresh"], meta=self.meta(request))
+        )
 
 
 class LogoutView(AuthAPIView):
@@ -449,6 +458,7 @@ class PasswordChangeView(SignedInAPIView):
             current_password=values["current_password"],
             new_password=values["new_password"],
             meta=self.meta(request),
+            session_id=getattr(request.auth, "payload", {}).get("sid"),
         )
         return Response({"message": _("Your password has been changed."), **tokens})
 

@@ -59,6 +59,15 @@ def make_user(db: Any) -> Callable[..., Any]:
     return make
 
 
+def session_tokens(user: Any) -> dict[str, str]:
+    """A pair of ``user`` as a sign-in answers it: with its session, so the
+    refresh rotates and the access token is accepted."""
+    from kinwise_auth.services import RequestMeta
+    from kinwise_auth.services.sessions import open_session
+
+    return open_session(user, method="password", meta=RequestMeta())
+
+
 def register_body(email: str = "new@example.com", **extra: Any) -> dict[str, Any]:
     return {
         "email": email,

@@ -21,8 +21,8 @@ FLOORS: list[tuple[str, ...]] = [
     ("serializers", "outbox"),
     ("services.secrets", "services.meta"),
     ("services",),
-    ("emails", "backends"),
-    ("views", "tasks", "admin", "management"),
+    ("emails", "backends", "authentication"),
+    ("views", "tasks", "admin", "management", "receivers"),
     ("openapi", "urls", "checks"),
     ("apps",),
 ]

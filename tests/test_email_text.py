@@ -35,12 +35,14 @@ ROWS: dict[str, tuple[str | None, dict[str, Any]]] = {
     Kind.EMAIL_CHANGED: ("verified", {"new_email": "new@example.com"}),
     Kind.GOODBYE: (None, {}),
     Kind.SIGN_IN_ATTEMPTS: ("verified", {"failures": 10}),
+    Kind.SESSION_REUSED: ("verified", {"device": "Firefox 128 on Ubuntu"}),
 }
 VARIANTS: list[tuple[str, dict[str, Any]]] = [
     (Kind.VERIFY_EMAIL, {"replaces_registration": True}),
     (Kind.ACCOUNT_EXISTS, {"attempt": "email_change"}),
     (Kind.PASSWORD_CHANGED, {"sessions_revoked": False}),
     (Kind.SIGN_IN_ATTEMPTS, {"failures": 1}),
+    (Kind.SESSION_REUSED, {"device": ""}),
 ]
 CASES = [(kind, context) for kind, (_, context) in ROWS.items()] + VARIANTS
 

@@ -26,11 +26,10 @@ from django.core.cache import cache
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
-from rest_framework_simplejwt.tokens import RefreshToken
 
 from kinwise_auth.models import EmailIdentity
 
-from .conftest import PASSWORD, TRANSACTION_CONTROL, register_body
+from .conftest import PASSWORD, TRANSACTION_CONTROL, register_body, session_tokens
 from .test_abuse import hashes  # noqa: F401  (the hasher-counting fixture)
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -123,7 +122,7 @@ def test_an_account_is_indistinguishable_from_no_account(
     client = APIClient()
     if path in SIGNED_IN:
         requester = make_user("requester@example.com")
-        access = RefreshToken.for_user(requester).access_token
+        access = session_tokens(requester)["access"]
         client.credentials(HTTP_AUTHORIZATION=f"Bearer {access}")
     # Warm whatever a first request loads once per process.
     client.post(f"{AUTH}/{path}", BODIES[path]("warm-up@example.com"), format="json")

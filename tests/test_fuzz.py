@@ -29,7 +29,6 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from rest_framework.test import APIClient
-from rest_framework_simplejwt.tokens import RefreshToken
 
 from kinwise_auth import urls
 from kinwise_auth.models import (
@@ -39,6 +38,7 @@ from kinwise_auth.models import (
     LoginCode,
     OutboxEmail,
 )
+from tests.conftest import session_tokens
 
 pytestmark = [
     pytest.mark.django_db,
@@ -195,7 +195,7 @@ def client_for(path: str) -> APIClient:
             )
         else:
             user = identity.user
-        access = RefreshToken.for_user(user).access_token
+        access = session_tokens(user)["access"]
         client.credentials(HTTP_AUTHORIZATION=f"Bearer {access}")
     return client
 

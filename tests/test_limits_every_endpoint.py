@@ -16,14 +16,13 @@ from typing import Any
 import pytest
 from django.urls import URLPattern, resolve, reverse
 from rest_framework.test import APIClient
-from rest_framework_simplejwt.tokens import RefreshToken
 
 from kinwise_auth import urls
 from kinwise_auth.conf import DEFAULTS
 from kinwise_auth.models import LinkToken
 from kinwise_auth.services.secrets import mint_link
 
-from .conftest import PASSWORD, register_body
+from .conftest import PASSWORD, register_body, session_tokens
 
 pytestmark = pytest.mark.django_db
 
@@ -51,10 +50,10 @@ class Accounts:
         return f"{who}@example.com" if n % 2 == 0 else f"{who.upper()}@Example.COM"
 
     def refresh(self, who: str) -> str:
-        return str(RefreshToken.for_user(self.users[who]))
+        return session_tokens(self.users[who])["refresh"]
 
     def access(self, who: str) -> str:
-        return str(RefreshToken.for_user(self.users[who]).access_token)
+        return session_tokens(self.users[who])["access"]
 
     def link(self, who: str, purpose: str, email: str = "") -> str:
         """A fresh live link of ``purpose`` for ``who``: a new token each call, so

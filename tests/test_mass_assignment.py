@@ -17,12 +17,11 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core import mail
 from rest_framework.test import APIClient
-from rest_framework_simplejwt.tokens import RefreshToken
 
 from kinwise_auth.models import EmailIdentity, LinkToken
 from kinwise_auth.services.secrets import mint_link
 
-from .conftest import PASSWORD
+from .conftest import PASSWORD, session_tokens
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -54,9 +53,7 @@ def hostile_extras(group_id: int) -> dict[str, Any]:
 
 def with_bearer(user: Any) -> APIClient:
     client = APIClient()
-    client.credentials(
-        HTTP_AUTHORIZATION=f"Bearer {RefreshToken.for_user(user).access_token}"
-    )
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {session_tokens(user)['access']}")
     return client
 
 

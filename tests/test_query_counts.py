@@ -133,7 +133,7 @@ def test_otp_verify(api: Any, make_user: Any, broker: Any, assert_queries: Any) 
         api.post(url, {"email": "a@example.com", "code": bad}, format="json")
     with assert_queries(2):
         api.post(url, {"email": "nobody@example.com", "code": code}, format="json")
-    with assert_queries(7):
+    with assert_queries(8):
         response = api.post(
             url, {"email": "a@example.com", "code": code}, format="json"
         )
@@ -148,11 +148,11 @@ def test_login_and_session(api: Any, make_user: Any, assert_queries: Any) -> Non
         api.post(url, {"email": "a@example.com", "password": "nope"}, format="json")
     with assert_queries(3):
         api.post(url, {"email": "zz@example.com", "password": "nope"}, format="json")
-    with assert_queries(4):
+    with assert_queries(5):
         tokens = api.post(
             url, {"email": "a@example.com", "password": PASSWORD}, format="json"
         ).json()
-    with assert_queries(2):
+    with assert_queries(3):
         api.post(
             "/api/v1/auth/token/refresh/", {"refresh": tokens["refresh"]}, format="json"
         )
@@ -203,12 +203,12 @@ def test_token_refresh_and_logout(
     refresh = "/api/v1/auth/token/refresh/"
     logout = "/api/v1/auth/logout/"
 
-    with assert_queries(7):
+    with assert_queries(8):
         assert (
             api.post(logout, {"refresh": tokens["refresh"]}, format="json").status_code
             == 205
         )
-    with assert_queries(2):
+    with assert_queries(3):
         assert (
             api.post(logout, {"refresh": tokens["refresh"]}, format="json").status_code
             == 205
@@ -234,7 +234,7 @@ def test_token_refresh_with_rotation(
     make_user("a@example.com")
     tokens = sign_in(api)
 
-    with assert_queries(11):
+    with assert_queries(12):
         response = api.post(
             "/api/v1/auth/token/refresh/", {"refresh": tokens["refresh"]}, format="json"
         )
@@ -281,7 +281,7 @@ def test_password_reset_confirm(
     with assert_queries(2):
         bad = api.post(url, {**body, "token": "x" * 43}, format="json")
     assert bad.status_code == 400
-    with assert_queries(12):
+    with assert_queries(14):
         assert api.post(url, body, format="json").status_code == 200
     with assert_queries(4):
         assert api.post(url, body, format="json").status_code == 400
@@ -303,7 +303,7 @@ def test_password_change(
     with assert_queries(2):
         wrong = api.post(url, {**body, "current_password": "nope"}, format="json")
     assert wrong.status_code == 400
-    with assert_queries(10):
+    with assert_queries(12):
         assert api.post(url, body, format="json").status_code == 200
 
 
@@ -361,5 +361,5 @@ def test_account_delete(
 
     with assert_queries(2):
         assert api.post(url, {"password": "nope"}, format="json").status_code == 400
-    with assert_queries(17):
+    with assert_queries(20):
         assert api.post(url, {"password": PASSWORD}, format="json").status_code == 204

@@ -9,7 +9,7 @@ from kinwise_auth import ratelimit
 from kinwise_auth.errors import RateLimited, ServiceUnavailable
 from kinwise_auth.models import AuthEvent
 
-from .conftest import register_body
+from .conftest import PASSWORD, register_body
 
 
 def request_from(remote: str, forwarded: str | None = None) -> Any:
@@ -175,3 +175,41 @@ def test_a_resolver_returning_junk_still_limits_and_stores_no_ip(api: Any) -> No
 )
 def test_ip_key(ip: str, key: str) -> None:
     assert ratelimit.ip_key(ip) == key
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_cache_that_failed_is_not_waited_for_again_in_the_request(
+    api: Any, make_user: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import django_ratelimit.core
+
+    from kinwise_auth.services import session_state
+
+    calls: list[str] = []
+
+    class Down:
+        def __getattr__(self, name: str) -> Any:
+            def fail(*args: Any, **kwargs: Any) -> Any:
+                calls.append(name)
+                raise ConnectionError("cache is down")  # after its timeout, in life
+
+            return fail
+
+    monkeypatch.setattr(django_ratelimit.core, "caches", {"default": Down()})
+    monkeypatch.setattr(session_state, "_cache", Down)
+    make_user("a@example.com")
+
+    signed_in = api.post(
+        "/api/v1/auth/login/",
+        {"email": "a@example.com", "password": PASSWORD},
+        format="json",
+    )
+
+    assert signed_in.status_code == 200
+    # The per-IP limit met the failure; the email budget, the session's "live"
+    # mark and nothing else waited on the cache again.
+    assert len(calls) == 1, calls
+    calls.clear()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {signed_in.json()['access']}")
+    assert api.get("/api/v1/auth/me/").status_code == 200  # the database answers
+    assert len(calls) == 1, calls

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken
-from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
+from rest_framework_simplejwt.tokens import AccessToken
 
 from kinwise_auth import services
 from kinwise_auth.errors import (
@@ -21,7 +21,7 @@ from kinwise_auth.errors import (
 from kinwise_auth.models import AuthEvent, EmailIdentity, LinkToken, OutboxEmail
 from kinwise_auth.services.secrets import mint_link
 
-from .conftest import PASSWORD
+from .conftest import PASSWORD, session_tokens
 
 pytestmark = pytest.mark.django_db
 
@@ -176,7 +176,7 @@ def test_logout_blacklists_the_refresh_token_and_accepts_it_again(
     make_user: Any,
 ) -> None:
     user = make_user("alice@example.com")
-    refresh = str(RefreshToken.for_user(user))
+    refresh = session_tokens(user)["refresh"]
 
     services.logout(refresh=refresh, meta=META)
     services.logout(refresh=refresh, meta=META)
@@ -190,7 +190,7 @@ def test_logout_blacklists_the_refresh_token_and_accepts_it_again(
 @pytest.mark.parametrize("kind", ["junk", "access"])
 def test_logout_refuses_what_is_not_a_refresh_token(make_user: Any, kind: str) -> None:
     user = make_user("alice@example.com")
-    token = "x.y.z" if kind == "junk" else str(RefreshToken.for_user(user).access_token)
+    token = "x.y.z" if kind == "junk" else session_tokens(user)["access"]
 
     with pytest.raises(InvalidToken):
         services.logout(refresh=token, meta=META)
@@ -202,9 +202,9 @@ def test_logout_refuses_what_is_not_a_refresh_token(make_user: Any, kind: str) -
 
 def test_refresh_session_issues_an_access_token(make_user: Any) -> None:
     user = make_user("alice@example.com")
-    token = services.parse_refresh(str(RefreshToken.for_user(user)))
+    token = services.parse_refresh(session_tokens(user)["refresh"])
 
-    tokens = services.refresh_session(token)
+    tokens = services.refresh_session(token, meta=META)
 
     assert set(tokens) == {"access"}
     assert str(AccessToken(tokens["access"])["user_id"]) == str(user.pk)
@@ -219,9 +219,9 @@ def test_refresh_session_rotates_once_with_the_blacklist(
         "BLACKLIST_AFTER_ROTATION": True,
     }
     user = make_user("alice@example.com")
-    old = str(RefreshToken.for_user(user))
+    old = session_tokens(user)["refresh"]
 
-    tokens = services.refresh_session(services.parse_refresh(old))
+    tokens = services.refresh_session(services.parse_refresh(old), meta=META)
 
     assert set(tokens) == {"access", "refresh"}
     assert tokens["refresh"] != old
@@ -235,7 +235,7 @@ def test_refresh_session_refuses_a_user_who_may_no_longer_sign_in(
     make_user: Any, fate: str
 ) -> None:
     user = make_user("alice@example.com")
-    token = services.parse_refresh(str(RefreshToken.for_user(user)))
+    token = services.parse_refresh(session_tokens(user)["refresh"])
     if fate == "deleted":
         user.delete()
     else:
@@ -243,7 +243,7 @@ def test_refresh_session_refuses_a_user_who_may_no_longer_sign_in(
         user.save(update_fields=["is_active"])
 
     with pytest.raises(TokenNotValid):
-        services.refresh_session(token)
+        services.refresh_session(token, meta=META)
 
 
 def test_parse_refresh_refuses_junk() -> None:

@@ -52,8 +52,9 @@ class ShortUser(serializers.Serializer[Any]):
     id = serializers.IntegerField(source="pk")
 
 
-def issue_with_tenant(user: Any) -> dict[str, str]:
+def issue_with_tenant(user: Any, *, sid: str) -> dict[str, str]:
     refresh = RefreshToken.for_user(user)
+    refresh["sid"] = sid
     refresh["tenant"] = "acme"
     return {"access": str(refresh.access_token), "refresh": str(refresh)}
 

@@ -43,7 +43,7 @@ def delete_account(*, user: AbstractBaseUser, password: str, meta: RequestMeta) 
         identity = EmailIdentity.objects.filter(user_id=user.pk).first()
         email_field = get_user_model().get_email_field_name()
         address = identity.email if identity else getattr(user, email_field)
-        revoke_refresh_tokens(user)
+        revoke_refresh_tokens(user, reason="account_deleted")
         audit.record(
             "account_deleted",
             user=user,

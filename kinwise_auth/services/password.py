@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
@@ -17,7 +19,7 @@ from .meta import RequestMeta
 from .password_policy import check_password_policy
 from .reauthentication import require_password
 from .secrets import lock_link, require_live, retire_secrets, use_link
-from .sessions import issue_tokens, revoke_refresh_tokens
+from .sessions import renew_session, revoke_refresh_tokens
 
 __all__ = ["request_password_reset", "reset_password", "change_password"]
 
@@ -72,7 +74,7 @@ def reset_password(
         user.save(update_fields=fields)
         use_link(link, now)
         retire_secrets(user)
-        revoke_refresh_tokens(user)
+        revoke_refresh_tokens(user, reason="password_reset")
         outbox.queue(
             OutboxEmail.Kind.PASSWORD_CHANGED,
             user=user,
@@ -90,13 +92,17 @@ def change_password(
     current_password: str,
     new_password: str,
     meta: RequestMeta,
+    session_id: Any = None,
 ) -> dict[str, str]:
     """Change a signed-in user's password; return a fresh token pair.
 
     Raises :class:`InvalidCredentials` for a wrong current password and
     :class:`PasswordRejected` for a new one the validators refuse. Every other
-    refresh token is revoked unless ``REVOKE_REFRESH_ON_PASSWORD_CHANGE`` is off;
-    the caller keeps working with the pair returned.
+    session and every refresh token is revoked unless
+    ``REVOKE_REFRESH_ON_PASSWORD_CHANGE`` is off; the caller's session
+    (``session_id``, the ``sid`` of its access token) goes on with the pair
+    returned. With the setting off every session goes on as it was, and the
+    pair belongs to a new one.
     """
     require_password(
         user,
@@ -116,7 +122,9 @@ def change_password(
         retire_secrets(user)
         revoke = bool(auth_settings.REVOKE_REFRESH_ON_PASSWORD_CHANGE)
         if revoke:
-            revoke_refresh_tokens(user)
+            revoke_refresh_tokens(user, reason="password_changed", keep=session_id)
+        else:
+            session_id = None  # every session goes on: the pair opens a new one
         outbox.queue(
             OutboxEmail.Kind.PASSWORD_CHANGED,
             user=user,
@@ -124,4 +132,4 @@ def change_password(
             context={"sessions_revoked": revoke},
         )
         audit.record("password_changed", user=user, meta=meta)
-        return issue_tokens(user)
+        return renew_session(user, sid=session_id, method="password", meta=meta)

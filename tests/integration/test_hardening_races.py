@@ -52,6 +52,7 @@ from rest_framework_simplejwt.tokens import RefreshToken
 from kinwise_auth.conf import DEFAULTS, auth_settings
 from kinwise_auth.models import AuthEvent, LinkToken
 from kinwise_auth.services.secrets import mint_link
+from tests.conftest import session_tokens
 from tests.support.accounts import PASSWORD, new_address
 from tests.support.brokers import publisher_broker
 from tests.support.http import Answer, post_json
@@ -274,7 +275,9 @@ def run_round(
     result = Round(n)
     user = make_user(new_address(f"{action.replace('_', '-')}-{n}"))
     # One session of the owner's, one of each holder's: all outstanding.
-    owner_session, *held = (RefreshToken.for_user(user) for _ in range(REFRESHERS + 1))
+    owner_session, *held = (
+        RefreshToken(session_tokens(user)["refresh"]) for _ in range(REFRESHERS + 1)
+    )
     refresh_url = f"{api}/token/refresh/"
     calls = [Call(refresh_url, {"refresh": str(token)}) for token in held]
     calls.insert(REFRESHERS // 2, owner_call(action, api, user, owner_session, n))

@@ -56,9 +56,11 @@ from kinwise_auth.models import (
     LinkToken,
     LoginCode,
     OutboxEmail,
+    Session,
 )
 from kinwise_auth.normalization import normalize_email
 from kinwise_auth.services.secrets import mint_link, mint_login_code
+from tests.conftest import session_tokens
 from tests.support.accounts import PASSWORD, new_address
 from tests.support.brokers import publisher_broker
 from tests.support.http import Answer
@@ -286,7 +288,7 @@ def test_one_refresh_token_rotates_once(
         "BLACKLIST_AFTER_ROTATION": True,
     }
     user = make_user(new_address(f"refresh-race-{round_}"))
-    refresh = RefreshToken.for_user(user)  # recorded as outstanding
+    refresh = RefreshToken(session_tokens(user)["refresh"])  # recorded as outstanding
     jti = refresh["jti"]
     assert OutstandingToken.objects.filter(jti=jti).exists()
 
@@ -305,3 +307,8 @@ def test_one_refresh_token_rotates_once(
     assert OutstandingToken.objects.filter(user=user).count() == 2
     rotated = RefreshToken(winners[0].body["refresh"])
     assert OutstandingToken.objects.filter(jti=rotated["jti"]).exists()
+    # Two tabs refreshing at once is no theft: the session lives on, its live
+    # token the winner's.
+    session = Session.objects.get(user=user)
+    assert session.revoked_at is None
+    assert session.refresh_jti == rotated["jti"]
