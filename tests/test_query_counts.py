@@ -19,13 +19,16 @@ otp/request: the same three, whatever the account.
 otp/verify: identity (its user locked), the identity locked, the live code
 (locked), then either the attempt counter, the day's failure counters and a
 failure audit row, or marking it used and what a session costs: the outstanding
-refresh token (blacklist app), the audit row and ``last_login``.
+refresh token (blacklist app), the session row, the audit row and ``last_login``.
 login: identity (the backend), then a session; a failure looks the identity up
 again with its locks (the pending check, the day's failure counters) and writes
 an audit row; an unknown address stops after the lookup and the audit row.
-token/refresh (no rotation): the blacklist check and the user; with rotation and
-blacklisting, the user (locked), the old token's outstanding row (locked), its
-blacklisting, and the new token's outstanding row.
+token/refresh (no rotation): the blacklist check, the user and the session (one
+conditional UPDATE); with rotation and blacklisting, the user (locked), the
+session rotated (one conditional UPDATE), the old token's outstanding row
+(locked), its blacklisting, and the new token's outstanding row.
+Sessions: logout revokes the token's (one UPDATE); reset, change and deletion
+revoke the account's (read, update); me/ asks the cache, not the database.
 logout: the blacklist check and the user (simplejwt), the outstanding row and its
 blacklisting (get or create), the user again and an audit row; a token already
 blacklisted: the signature, then one read.
