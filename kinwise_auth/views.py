@@ -109,16 +109,17 @@ class AuthAPIView(APIView):
     def get_exception_handler(self) -> Any:
         return exception_handler
 
-    def finalize_response(
-        self, request: Request, response: Any, *args: Any, **kwargs: Any
-    ) -> Any:
-        ratelimit.end_request()
-        return super().finalize_response(request, response, *args, **kwargs)
+    def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        # A cache failure is remembered for this request only, whatever ends it.
+        ratelimit.begin_request()
+        try:
+            return super().dispatch(request, *args, **kwargs)
+        finally:
+            ratelimit.end_request()
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         # Per IP first: before the body is parsed and a token authenticated, so
         # a flood of hostile bodies or bad tokens is limited like any request.
-        ratelimit.begin_request()
         ratelimit.limit_ip(request, self.request_scope or self.scope)
         super().initial(request, *args, **kwargs)
         try:
