@@ -70,6 +70,8 @@ DEFAULTS: dict[str, Any] = {
         "email_change": {"ip": "30/m", "account": "10/10m", "email": "3/10m"},
         "email_change_confirm": {"ip": "30/m", "account": "10/10m"},
         "account_delete": {"ip": "30/m", "account": "10/10m"},
+        "sessions": {"ip": "30/m", "account": "30/10m"},
+        "reauthenticate": {"ip": "30/m", "account": "10/10m"},
     },
     "RATE_LIMIT_FAIL_OPEN": True,
     # Client IP: REMOTE_ADDR unless the host sits behind this many trusted proxies.
@@ -90,6 +92,8 @@ DEFAULTS: dict[str, Any] = {
     # A rotated-away refresh token presented this soon after its rotation is
     # refused without revoking its session (two tabs refreshing at once).
     "REFRESH_REUSE_GRACE": timedelta(seconds=10),
+    # How long a reauthentication lets a session make sensitive changes.
+    "REAUTHENTICATION_TIMEOUT": timedelta(minutes=5),
     "OUTBOX_REDRIVE_BATCH": 500,
     "OUTBOX_RETENTION": timedelta(days=7),
     "AUDIT_RETENTION": timedelta(days=365),
@@ -116,6 +120,7 @@ DURATION_KEYS = (
     "OUTBOX_CLAIM_TIMEOUT",
     "OUTBOX_REDRIVE_AFTER",
     "REFRESH_REUSE_GRACE",
+    "REAUTHENTICATION_TIMEOUT",
     "OUTBOX_RETENTION",
     "AUDIT_RETENTION",
 )

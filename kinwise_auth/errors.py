@@ -111,6 +111,24 @@ class RequestTooLarge(AuthError):
     default_detail = _("The request body is too large.")
 
 
+class ReauthenticationRequired(AuthError):
+    """A sensitive change needs a proof made for it: its ``password`` field, or a
+    reauthentication of the session within ``REAUTHENTICATION_TIMEOUT``."""
+
+    code = "reauthentication_required"
+    status = 403
+    default_detail = _("Confirm it is you first.")
+    methods: tuple[str, ...] = ("password",)
+
+
+class SessionNotFound(AuthError):
+    """No live session of the caller's has this id."""
+
+    code = "not_found"
+    status = 404
+    default_detail = _("No such session.")
+
+
 class PasswordRejected(AuthError):
     """The new password fails ``AUTH_PASSWORD_VALIDATORS``; reported on ``field``."""
 

@@ -17,7 +17,7 @@ from django.http import Http404
 from rest_framework import exceptions
 from rest_framework.response import Response
 
-from .errors import AuthError, RateLimited
+from .errors import AuthError, RateLimited, ReauthenticationRequired
 
 __all__ = ["exception_handler"]
 
@@ -32,6 +32,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         )
         if isinstance(exc, RateLimited):
             response["Retry-After"] = str(exc.retry_after)
+        if isinstance(exc, ReauthenticationRequired):
+            response.data["methods"] = list(exc.methods)
         return response
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()

@@ -323,3 +323,68 @@ _post(
     lambda: {204: OpenApiResponse(description="Deleted; refresh tokens revoked.")},
     errors="invalid_credentials",
 )
+_post(
+    views.ReauthenticateView,
+    "Confirm it is you: sensitive changes need no password for a while",
+    lambda: {
+        200: inline_serializer(
+            "Reauthenticated",
+            fields={"reauthenticated_until": serializers.DateTimeField()},
+        )
+    },
+    errors="invalid_credentials",
+)
+_session = inline_serializer(
+    "Session",
+    fields={
+        "id": serializers.UUIDField(),
+        "device": serializers.CharField(help_text='"Firefox 128 on Ubuntu"'),
+        "ip": serializers.IPAddressField(allow_null=True, help_text="Last used from."),
+        "created_at": serializers.DateTimeField(),
+        "last_used_at": serializers.DateTimeField(),
+        "method": serializers.CharField(help_text='"password" or "code"'),
+        "current": serializers.BooleanField(help_text="The caller's own session."),
+    },
+    many=True,
+)
+_describe(
+    views.SessionsView,
+    get=lambda: {
+        "summary": "The caller's live sessions, most recently used first",
+        "responses": _responses(
+            {200: _session}, errors="invalid input", body=False, extra=_UNAUTHORIZED
+        ),
+    },
+)
+_describe(
+    views.SessionDetailView,
+    delete=lambda: {
+        "summary": "End one of the caller's sessions (its tokens stop working)",
+        "responses": _responses(
+            {204: OpenApiResponse(description="Ended.")},
+            errors="invalid input",
+            body=False,
+            extra={
+                **_UNAUTHORIZED,
+                404: _error("No live session of the caller's has this id", "not_found"),
+            },
+        ),
+    },
+)
+_post(
+    views.SessionsRevokeOthersView,
+    "End every other session (password, or a recent reauthentication)",
+    lambda: {
+        200: inline_serializer(
+            "SessionsRevoked", fields={"revoked": serializers.IntegerField()}
+        )
+    },
+    errors="invalid_credentials",
+    extra={
+        403: _error(
+            "Neither the password nor a recent reauthentication; the body also "
+            'lists "methods"',
+            "reauthentication_required",
+        )
+    },
+)

@@ -25,6 +25,7 @@ __all__ = [
     "PasswordChangeSerializer",
     "EmailChangeSerializer",
     "PasswordSerializer",
+    "OptionalPasswordSerializer",
     "UserPayloadSerializer",
 ]
 
@@ -159,6 +160,18 @@ class EmailChangeSerializer(serializers.Serializer[Any]):
 
 class PasswordSerializer(serializers.Serializer[Any]):
     password = password_field()
+
+
+class OptionalPasswordSerializer(serializers.Serializer[Any]):
+    """A sensitive change: its ``password``, or a recent reauthentication."""
+
+    password = StrictCharField(
+        required=False,
+        write_only=True,
+        trim_whitespace=False,
+        max_length=PASSWORD_MAX_LENGTH,
+        style={"input_type": "password"},
+    )
 
 
 def digits_only(value: str) -> None:

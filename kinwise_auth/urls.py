@@ -38,4 +38,16 @@ urlpatterns = [
         name="email-change-confirm",
     ),
     path("account/delete/", views.AccountDeleteView.as_view(), name="account-delete"),
+    path("reauthenticate/", views.ReauthenticateView.as_view(), name="reauthenticate"),
+    path("sessions/", views.SessionsView.as_view(), name="sessions"),
+    path(
+        "sessions/revoke-others/",
+        views.SessionsRevokeOthersView.as_view(),
+        name="sessions-revoke-others",
+    ),
+    path(
+        "sessions/<str:session_id>/",
+        views.SessionDetailView.as_view(),
+        name="session",
+    ),
 ]

@@ -32,6 +32,7 @@ from .serializers import (
     EmailSerializer,
     LoginCodeSerializer,
     LoginSerializer,
+    OptionalPasswordSerializer,
     PasswordChangeSerializer,
     PasswordResetConfirmSerializer,
     PasswordSerializer,
@@ -57,6 +58,10 @@ __all__ = [
     "EmailChangeView",
     "EmailChangeConfirmView",
     "AccountDeleteView",
+    "SessionsView",
+    "SessionDetailView",
+    "SessionsRevokeOthersView",
+    "ReauthenticateView",
 ]
 
 
@@ -228,6 +233,11 @@ class SignedInAPIView(AuthAPIView):
     def account(request: Request) -> AbstractBaseUser:
         """The signed-in user (``IsAuthenticated`` let no anonymous one in)."""
         return cast(AbstractBaseUser, request.user)
+
+    @staticmethod
+    def session_id(request: Request) -> Any:
+        """The caller's session: its access token's ``sid``."""
+        return getattr(request.auth, "payload", {}).get("sid")
 
 
 class LinkAPIView(AuthAPIView):
@@ -459,7 +469,7 @@ class PasswordChangeView(SignedInAPIView):
             current_password=values["current_password"],
             new_password=values["new_password"],
             meta=self.meta(request),
-            session_id=getattr(request.auth, "payload", {}).get("sid"),
+            session_id=self.session_id(request),
         )
         return Response({"message": _("Your password has been changed."), **tokens})
 
@@ -512,3 +522,76 @@ class AccountDeleteView(SignedInAPIView):
             meta=self.meta(request),
         )
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class SessionsView(SignedInAPIView):
+    """The caller's live sessions, the most recently used first."""
+
+    scope = "sessions"
+    http_method_names = ["get", "head", "options"]
+
+    def get(self, request: Request) -> Response:
+        sessions = services.list_sessions(
+            user=self.account(request), current=self.session_id(request)
+        )
+        return Response(
+            [
+                {
+                    "id": s.id,
+                    "device": s.device,
+                    "ip": s.ip,
+                    "created_at": s.created_at,
+                    "last_used_at": s.last_used_at,
+                    "method": s.method,
+                    "current": s.current,
+                }
+                for s in sessions
+            ]
+        )
+
+
+class SessionDetailView(SignedInAPIView):
+    """``DELETE``: end one of the caller's sessions (this one included)."""
+
+    scope = "sessions"
+    http_method_names = ["delete", "options"]
+
+    def delete(self, request: Request, session_id: str) -> Response:
+        services.end_session(
+            user=self.account(request), session_id=session_id, meta=self.meta(request)
+        )
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class SessionsRevokeOthersView(SignedInAPIView):
+    """Every other session ends; needs ``password`` or a recent reauthentication."""
+
+    scope = "sessions"
+    serializer_class = OptionalPasswordSerializer
+
+    @sensitive_variables()
+    def perform(self, request: Request, values: dict[str, Any]) -> Response:
+        revoked = services.revoke_other_sessions(
+            user=self.account(request),
+            session_id=self.session_id(request),
+            password=values.get("password"),
+            meta=self.meta(request),
+        )
+        return Response({"revoked": revoked})
+
+
+class ReauthenticateView(SignedInAPIView):
+    """Prove it is you: the session may make sensitive changes for a while."""
+
+    scope = "reauthenticate"
+    serializer_class = PasswordSerializer
+
+    @sensitive_variables()
+    def perform(self, request: Request, values: dict[str, Any]) -> Response:
+        until = services.reauthenticate(
+            user=self.account(request),
+            session_id=self.session_id(request),
+            password=values["password"],
+            meta=self.meta(request),
+        )
+        return Response({"reauthenticated_until": until})

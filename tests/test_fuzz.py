@@ -84,7 +84,14 @@ SIGNED_IN: dict[str, dict[str, int]] = {
     "email/change/": {"new_email": 254, "password": 1024},
     "account/delete/": {"password": 1024},
     "me/": {},  # GET only: any POST body is a 405
+    "reauthenticate/": {"password": 1024},
+    # The password is optional here: without it, 403 reauthentication_required.
+    "sessions/revoke-others/": {"password": 1024},
+    "sessions/": {},  # GET only
+    "sessions/<str:session_id>/": {},  # DELETE only
 }
+# Endpoints that take no body: a POST is a 405.
+NO_BODY = {"me/", "sessions/", "sessions/<str:session_id>/"}
 ENDPOINTS = {**PUBLIC, **SIGNED_IN}
 OPTIONAL = {"first_name", "last_name"}
 EMAIL_FIELDS = {"email", "new_email"}
@@ -221,11 +228,17 @@ def nothing_written() -> Iterator[None]:
 
 
 def assert_error_shape(response: Any) -> None:
-    """A 4xx whose JSON body is ``{"detail": str, "code": str}`` or field errors."""
+    """A 4xx whose JSON body is ``{"detail": str, "code": str}`` (with the
+    ``methods`` a proof may use, for ``reauthentication_required``) or field
+    errors."""
     assert 400 <= response.status_code < 500, response.content
     assert response["Content-Type"] == "application/json"
     body = response.json()
     assert isinstance(body, dict) and body, body
+    if body.get("code") == "reauthentication_required":
+        assert set(body) == {"detail", "code", "methods"}, body
+        assert body["methods"] and all(isinstance(m, str) for m in body["methods"])
+        return
     if set(body) == {"detail", "code"} and isinstance(body["code"], str):
         assert isinstance(body["detail"], str) and body["detail"]
         assert body["code"]
@@ -259,7 +272,12 @@ def test_any_invalid_json_is_a_4xx_and_writes_nothing(path: str, data: Any) -> N
 
     assert_error_shape(response)
     # Signed in (never 401), so the body itself is what is refused.
-    assert response.status_code == (405 if path == "me/" else 400), body
+    if path in NO_BODY:
+        assert response.status_code == 405, body
+    elif path == "sessions/revoke-others/" and response.status_code == 403:
+        assert response.json()["code"] == "reauthentication_required", body
+    else:
+        assert response.status_code == 400, body
 
 
 @pytest.mark.parametrize("path", list(ENDPOINTS))
@@ -279,7 +297,7 @@ def test_bytes_that_are_not_utf8_are_a_4xx_and_write_nothing(
         response = client.generic("POST", AUTH + path, raw, content_type=content_type)
 
     assert_error_shape(response)
-    if path == "me/":
+    if path in NO_BODY:
         assert response.status_code == 405
     elif content_type.startswith("application/json"):
         assert response.json()["code"] == "parse_error"
@@ -330,7 +348,7 @@ def test_a_megabyte_body_is_413(path: str) -> None:
     assert response.json()["code"] == "request_too_large"
 
 
-FORMS = [path for path in ENDPOINTS if path != "me/"]  # me/ takes no body: 405
+FORMS = [path for path in ENDPOINTS if path not in NO_BODY]
 
 
 @pytest.mark.parametrize("kind", ["form", "multipart"])
@@ -400,7 +418,8 @@ def test_a_body_nested_as_deep_as_allowed_is_parsed(path: str) -> None:
     response = client.post(AUTH + path, body, format="json")
 
     assert_error_shape(response)
-    assert response.status_code == 400
+    # Parsed: refused as a form (400), or, with no password, for the proof (403).
+    assert response.status_code == (403 if path == "sessions/revoke-others/" else 400)
     assert "code" not in response.json() or response.json()["code"] != "parse_error"
 
 

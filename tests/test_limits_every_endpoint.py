@@ -9,12 +9,13 @@ another key (another IP, another address or account) still gets through.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from django.urls import URLPattern, resolve, reverse
+from django.urls import URLPattern, reverse
 from rest_framework.test import APIClient
 
 from kinwise_auth import urls
@@ -37,6 +38,7 @@ class Call:
     method: str = "post"
     body: dict[str, Any] | None = None
     access: str | None = None
+    kwargs: dict[str, str] | None = None  # the URL's arguments
 
 
 @dataclass
@@ -112,6 +114,16 @@ CALLS: dict[str, Callable[[Accounts, str, int], Call]] = {
     "account-delete": lambda a, who, n: Call(
         body={"password": "wrong-password-1"}, access=a.access(who)
     ),
+    "reauthenticate": lambda a, who, n: Call(
+        body={"password": "wrong-password-1"}, access=a.access(who)
+    ),
+    "sessions": lambda a, who, n: Call("get", None, a.access(who)),
+    # No password and no reauthentication: refused, and counted.
+    "sessions-revoke-others": lambda a, who, n: Call(body={}, access=a.access(who)),
+    # An id of nobody's: 404, and counted.
+    "session": lambda a, who, n: Call(
+        "delete", None, a.access(who), {"session_id": str(uuid.uuid4())}
+    ),
 }
 
 URL_NAMES = sorted(
@@ -122,7 +134,8 @@ URL_NAMES = sorted(
 
 
 def scope_of(name: str) -> str:
-    return str(resolve(reverse(f"kinwise_auth:{name}")).func.view_class.scope)
+    (pattern,) = (p for p in urls.urlpatterns if getattr(p, "name", None) == name)
+    return str(pattern.callback.view_class.scope)
 
 
 KEYED = [
@@ -143,9 +156,11 @@ def send(accounts: Accounts, name: str, who: str, n: int, ip: str) -> Any:
     client = APIClient(REMOTE_ADDR=ip)
     if call.access:
         client.credentials(HTTP_AUTHORIZATION=f"Bearer {call.access}")
-    url = reverse(f"kinwise_auth:{name}")
+    url = reverse(f"kinwise_auth:{name}", kwargs=call.kwargs)
     if call.method == "get":
         return client.get(url)
+    if call.method == "delete":
+        return client.delete(url)
     return client.post(url, call.body, format="json")
 
 

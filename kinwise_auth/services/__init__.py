@@ -19,6 +19,13 @@ from .password import change_password, request_password_reset, reset_password
 from .password_login import login_with_password
 from .registration import Registration, register_user
 from .secrets import link_owner
+from .session_list import (
+    SessionSummary,
+    end_session,
+    list_sessions,
+    reauthenticate,
+    revoke_other_sessions,
+)
 from .sessions import (
     SignIn,
     logout,
@@ -53,4 +60,9 @@ __all__ = [
     "request_email_change",
     "confirm_email_change",
     "delete_account",
+    "SessionSummary",
+    "list_sessions",
+    "end_session",
+    "reauthenticate",
+    "revoke_other_sessions",
 ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -26,11 +27,21 @@ pytestmark = pytest.mark.openapi
 
 PREFIX = "/api/v1/auth/"
 PASSWORD = "correct-Horse-battery-9"
-SIGNED_IN = {"me/", "password/change/", "email/change/", "account/delete/"}
+SIGNED_IN = {
+    "me/",
+    "password/change/",
+    "email/change/",
+    "account/delete/",
+    "reauthenticate/",
+    "sessions/",
+    "sessions/revoke-others/",
+    "sessions/{session_id}/",
+}
 SUCCESS = {
     "register/": "201",
     "logout/": "205",
     "account/delete/": "204",
+    "sessions/{session_id}/": "204",
 }
 
 
@@ -81,7 +92,11 @@ def operations(schema: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
 
 def test_every_endpoint_is_described(schema: dict[str, Any]) -> None:
     described = {path for path, _, _ in operations(schema)}
-    assert described == {str(pattern.pattern) for pattern in urls.urlpatterns}
+    # Django's "<str:session_id>" is OpenAPI's "{session_id}".
+    assert described == {
+        re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", str(pattern.pattern))
+        for pattern in urls.urlpatterns
+    }
     methods = {(path, method) for path, method, _ in operations(schema)}
     assert ("verify-email/", "get") in methods
     assert ("me/", "get") in methods
@@ -188,5 +203,5 @@ def test_schemathesis_finds_no_server_error_and_no_schema_break(
         )
     summary = result.stdout[-6000:] + result.stderr[-2000:]
     assert result.returncode == 0, summary
-    assert "16 selected / 16 total" in result.stdout, summary
+    assert "20 selected / 20 total" in result.stdout, summary
     assert " passed" in result.stdout and "failed" not in result.stdout, summary
