@@ -88,7 +88,12 @@ def demo(tmp_path: Path) -> Iterator[tuple[DemoProcess, str]]:
     try:
         yield process, f"http://127.0.0.1:{env['PORT']}"
     finally:
-        process.kill()
+        # Ctrl-C first: the launcher stops its servers, each in a session of its
+        # own that a SIGKILL of this group would leave running after a failure.
+        try:
+            process.interrupt(timeout=30)
+        finally:
+            process.kill()
 
 
 @pytest.fixture
