@@ -1,6 +1,7 @@
-"""Read-only admin for identities, tokens, the outbox and the audit log.
+"""Read-only admin for identities, tokens, sessions, the outbox and the audit log.
 
-Token hashes are never shown. An operator can re-queue outbox emails.
+Token hashes and refresh token ids are never shown. An operator can clear an
+account's rate limits, revoke sessions and re-queue outbox emails.
 """
 
 from __future__ import annotations
@@ -8,13 +9,23 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
-from django.db.models import QuerySet
+from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from . import outbox
-from .models import AuthEvent, EmailIdentity, LinkToken, LoginCode, OutboxEmail
+from .models import (
+    AuthEvent,
+    EmailIdentity,
+    LinkToken,
+    LoginCode,
+    OutboxEmail,
+    Session,
+)
+from .services.sessions import revoke_sessions
 from .services.sign_in_failures import unlock
 
 
@@ -28,11 +39,46 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 @admin.register(EmailIdentity)
 class EmailIdentityAdmin(ReadOnlyAdmin):
-    list_display = ["email", "user", "verified_at", "created_at", "failed_sign_ins"]
+    list_display = [
+        "email",
+        "user",
+        "verified_at",
+        "created_at",
+        "failed_sign_ins",
+        "sessions",
+    ]
     list_filter = [("verified_at", admin.EmptyFieldListFilter)]
     search_fields = ["email_normalized"]
     list_select_related = ["user"]
+    readonly_fields = ["sessions"]
     actions = ["unlock"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[EmailIdentity]:
+        # Counted in the list's one query: no query per row.
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                live_sessions=Count(
+                    "user__kinwise_sessions",
+                    filter=Q(user__kinwise_sessions__revoked_at=None),
+                )
+            )
+        )
+
+    @admin.display(description=_("live sessions"), ordering="live_sessions")
+    def sessions(self, obj: EmailIdentity) -> str:
+        """The user's live sessions, linked to all their sessions."""
+        # The parameter the admin's own user filter would use.
+        target = Session._meta.get_field("user").target_field.name
+        url = reverse("admin:kinwise_auth_session_changelist")
+        return format_html(
+            '<a href="{}?user__{}__exact={}">{}</a>',
+            url,
+            target,
+            obj.user_id,
+            obj.live_sessions,  # type: ignore[attr-defined]
+        )
 
     def has_unlock_permission(self, request: HttpRequest) -> bool:
         # The admin is read-only, so view permission alone must not unlock.
@@ -81,6 +127,53 @@ class LoginCodeAdmin(ReadOnlyAdmin):
     ]
     exclude = ["code_hash"]
     list_select_related = ["user"]
+
+
+@admin.register(Session)
+class SessionAdmin(ReadOnlyAdmin):
+    list_display = [
+        "user",
+        "device",
+        "method",
+        "first_ip",
+        "last_ip",
+        "created_at",
+        "last_used_at",
+        "revoked_at",
+        "revoked_reason",
+    ]
+    list_filter = [
+        "method",
+        ("revoked_at", admin.EmptyFieldListFilter),
+        "revoked_reason",
+    ]
+    search_fields = ["user__kinwise_identity__email_normalized", "=public_id"]
+    list_select_related = ["user"]
+    # Refresh token ids, like the secrets' hashes elsewhere: never shown.
+    exclude = ["refresh_jti", "previous_jti"]
+    readonly_fields = ["public_id"]
+    actions = ["revoke"]
+
+    def has_revoke_permission(self, request: HttpRequest) -> bool:
+        # The admin is read-only, so view permission alone must not revoke.
+        return bool(request.user.has_perm("kinwise_auth.change_session"))
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Revoke, never delete: a deleted row loses the record of the sign-in,
+        # and its access tokens would pass until the cache's "live" answer ends.
+        return False
+
+    @admin.action(description=_("Revoke the selected sessions"), permissions=["revoke"])
+    def revoke(self, request: HttpRequest, queryset: QuerySet[Session]) -> None:
+        """End the selected live sessions: their refresh tokens are refused now,
+        their access tokens from the next request. Revoked ones are skipped."""
+        count = revoke_sessions(queryset, reason="admin")
+        self.message_user(
+            request,
+            ngettext("%(count)d session revoked.", "%(count)d sessions revoked.", count)
+            % {"count": count},
+            messages.SUCCESS,
+        )
 
 
 @admin.register(OutboxEmail)

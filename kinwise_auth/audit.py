@@ -30,9 +30,12 @@ def record(
     user: Any,
     meta: RequestDetails | None = None,
     extra: dict[str, Any] | None = None,
-) -> AuthEvent:
+    store: bool = True,
+) -> AuthEvent | None:
     """Write an ``AuthEvent``, send its signal and call the host's audit hook.
 
+    ``store=False`` skips the row (events too frequent to keep, such as a
+    refresh token's rotation); the signal and the hook still run.
     ``extra`` must never carry a code, token or password. The hook
     (``AUDIT_CALLABLE``) is called with the keyword arguments ``event_type``,
     ``user``, ``ip``, ``user_agent`` and ``extra``, inside the caller's transaction.
@@ -40,9 +43,11 @@ def record(
     ip = meta.ip if meta else None
     user_agent = meta.user_agent if meta else ""
     extra = extra or {}
-    event = AuthEvent.objects.create(
-        event_type=event_type, user=user, ip=ip, user_agent=user_agent, extra=extra
-    )
+    event = None
+    if store:
+        event = AuthEvent.objects.create(
+            event_type=event_type, user=user, ip=ip, user_agent=user_agent, extra=extra
+        )
     signal = EVENT_SIGNALS.get(event_type)
     if signal is not None:
         signal.send(

@@ -22,6 +22,7 @@ __all__ = [
     "check_blacklist_app",
     "check_celery_app",
     "check_authentication_backend",
+    "check_browser_cookie",
 ]
 
 # Caches each process keeps to itself: a limit there is per process, not global.
@@ -270,5 +271,29 @@ def check_email_timeout(**kwargs: Any) -> list[CheckMessage]:
             hint="Set EMAIL_TIMEOUT (10 s, say) and leave OUTBOX_CLAIM_TIMEOUT unset: "
             "the claim then follows from it (3 x EMAIL_TIMEOUT + 15 s).",
             id="kinwise_auth.W002",
+        )
+    ]
+
+
+@register(Tags.security)
+def check_browser_cookie(**kwargs: Any) -> list[CheckMessage]:
+    """The refresh cookie's SameSite must be one browsers know, and "None" needs
+    Secure: browsers drop a SameSite=None cookie that is not Secure."""
+    cookie = auth_settings.BROWSER_REFRESH_COOKIE
+    samesite = cookie.get("samesite")
+    problem = None
+    if samesite not in ("Lax", "Strict", "None"):
+        problem = f"samesite is {samesite!r}; use 'Lax', 'Strict' or 'None'."
+    elif samesite == "None" and not cookie.get("secure"):
+        problem = "samesite 'None' needs secure True: browsers drop such a cookie."
+    elif not cookie.get("name"):
+        problem = "name is empty."
+    if problem is None:
+        return []
+    return [
+        Error(
+            f"KINWISE_AUTH['BROWSER_REFRESH_COOKIE']: {problem}",
+            hint="See docs/browser.md.",
+            id="kinwise_auth.E012",
         )
     ]

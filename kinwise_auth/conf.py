@@ -22,6 +22,7 @@ DEFAULTS: dict[str, Any] = {
     "VERIFY_EMAIL_PATH": "/verify-email?token={token}",
     "PASSWORD_RESET_PATH": "/reset-password?token={token}",
     "EMAIL_CHANGE_PATH": "/confirm-email-change?token={token}",
+    "SESSION_REVOKE_PATH": "/revoke-session?token={token}",
     # None: the current Site's name (django.contrib.sites with SITE_ID), else
     # FRONTEND_URL's host.
     "SITE_NAME": None,
@@ -29,6 +30,12 @@ DEFAULTS: dict[str, Any] = {
     "EMAIL_VERIFICATION_LIFETIME": timedelta(hours=24),
     "PASSWORD_RESET_LIFETIME": timedelta(hours=1),
     "EMAIL_CHANGE_LIFETIME": timedelta(hours=24),
+    # How long the link in a "new sign-in" email can sign that session out.
+    "SESSION_REVOKE_LIFETIME": timedelta(days=7),
+    # Email the owner when a sign-in comes from a device label and network
+    # (IPv4 /24, IPv6 /48) their account has not used within NEW_DEVICE_WINDOW.
+    "NEW_SIGN_IN_EMAIL": True,
+    "NEW_DEVICE_WINDOW": timedelta(days=90),
     # Revoke every other refresh token of a user who changes their password.
     "REVOKE_REFRESH_ON_PASSWORD_CHANGE": True,
     # account/delete/: "delete" the user, or "deactivate" it and scrub its fields.
@@ -72,8 +79,19 @@ DEFAULTS: dict[str, Any] = {
         "account_delete": {"ip": "30/m", "account": "10/10m"},
         "sessions": {"ip": "30/m", "account": "30/10m"},
         "reauthenticate": {"ip": "30/m", "account": "10/10m"},
+        "session_revoke_confirm": {"ip": "30/m", "account": "10/10m"},
+        "csrf": {"ip": "60/m"},
     },
     "RATE_LIMIT_FAIL_OPEN": True,
+    # The browser transport's refresh cookie (always HttpOnly). "domain": None
+    # scopes it to the API's host; "samesite": "None" (with "secure") is for an
+    # SPA on another site, see docs/spa.md.
+    "BROWSER_REFRESH_COOKIE": {
+        "name": "kinwise_refresh",
+        "secure": True,
+        "samesite": "Lax",
+        "domain": None,
+    },
     # Client IP: REMOTE_ADDR unless the host sits behind this many trusted proxies.
     "TRUSTED_PROXY_COUNT": 0,
     # Or a dotted path to ``resolver(request) -> str``, which then decides alone.
@@ -116,6 +134,8 @@ DURATION_KEYS = (
     "EMAIL_VERIFICATION_LIFETIME",
     "PASSWORD_RESET_LIFETIME",
     "EMAIL_CHANGE_LIFETIME",
+    "SESSION_REVOKE_LIFETIME",
+    "NEW_DEVICE_WINDOW",
     "LOGIN_CODE_LIFETIME",
     "OUTBOX_CLAIM_TIMEOUT",
     "OUTBOX_REDRIVE_AFTER",
@@ -148,6 +168,8 @@ class AuthSettings:
             for scope, rates in value.items():
                 merged.setdefault(scope, {}).update(rates or {})
             value = merged
+        elif name == "BROWSER_REFRESH_COOKIE" and isinstance(value, dict):
+            value = {**DEFAULTS[name], **value}
         elif name in DURATION_KEYS and isinstance(value, int | float):
             value = timedelta(seconds=value)
         elif name in IMPORT_STRINGS and isinstance(value, str):

@@ -26,12 +26,13 @@ from django.core.mail import EmailMultiAlternatives
 from django.db import transaction
 from django.template.loader import render_to_string
 from django.utils import timezone
+from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 from django.views.decorators.debug import sensitive_variables
 
 from . import outbox
 from .conf import auth_settings
-from .models import LinkToken, OutboxEmail
+from .models import LinkToken, OutboxEmail, Session
 from .services import secrets
 from .services.secrets import recipients
 
@@ -153,10 +154,17 @@ def lifetime_phrase(lifetime: timedelta) -> str:
 
 @sensitive_variables()
 def _with_link(
-    row: OutboxEmail, user: AbstractBaseUser, purpose: str, *, email: str = ""
+    row: OutboxEmail,
+    user: AbstractBaseUser,
+    purpose: str,
+    *,
+    email: str = "",
+    session: Session | None = None,
 ) -> dict[str, Any]:
     """Mint a ``purpose`` link for ``user``; the context that shows it."""
-    token = secrets.mint_link(user=user, purpose=purpose, outbox=row, email=email)
+    token = secrets.mint_link(
+        user=user, purpose=purpose, outbox=row, email=email, session=session
+    )
     url_name, path_setting = _LINKS[purpose]
     lifetime = secrets.links.lifetime(purpose)
     return {
@@ -171,6 +179,7 @@ _LINKS: dict[str, tuple[str, str]] = {
     Purpose.VERIFY_EMAIL: ("verification_url", "VERIFY_EMAIL_PATH"),
     Purpose.PASSWORD_RESET: ("reset_url", "PASSWORD_RESET_PATH"),
     Purpose.EMAIL_CHANGE: ("confirm_url", "EMAIL_CHANGE_PATH"),
+    Purpose.SESSION_REVOKE: ("revoke_url", "SESSION_REVOKE_PATH"),
 }
 
 
@@ -230,6 +239,30 @@ def _email_change(row: OutboxEmail) -> EmailMultiAlternatives | None:
     return _render(_Email("email_change", row.recipient, context), user)
 
 
+@sensitive_variables()
+def _new_sign_in(row: OutboxEmail) -> EmailMultiAlternatives | None:
+    found = recipients.new_sign_in_recipient(row)
+    if found is None:
+        return None
+    identity, session = found
+    context = _with_link(row, identity.user, Purpose.SESSION_REVOKE, session=session)
+    context.update(
+        signed_in_at=session.created_at,
+        device=session.device or _("an unknown device"),
+        ip=session.first_ip or _("unknown"),
+        method_label=_method_label(session.method),
+    )
+    return _render(_Email("new_sign_in", row.recipient, context), identity.user)
+
+
+def _method_label(method: str) -> str:
+    """How a session signed in, as a person reads it."""
+    try:
+        return str(Session.Method(method).label)
+    except ValueError:
+        return method  # a method of a later release, or a host's own
+
+
 def _notice(template: str) -> Callable[[OutboxEmail], EmailMultiAlternatives | None]:
     """A message with no secret, sent whatever became of the user since."""
 
@@ -251,4 +284,5 @@ BUILDERS: dict[str, Callable[[OutboxEmail], EmailMultiAlternatives | None]] = {
     Kind.GOODBYE: _notice("goodbye"),
     Kind.SIGN_IN_ATTEMPTS: _notice("sign_in_attempts"),
     Kind.SESSION_REUSED: _notice("session_reused"),
+    Kind.NEW_SIGN_IN: _new_sign_in,
 }

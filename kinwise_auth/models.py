@@ -139,6 +139,7 @@ class LinkToken(OneTimeSecret):
         VERIFY_EMAIL = "verify_email", _("email verification")
         PASSWORD_RESET = "password_reset", _("password reset")
         EMAIL_CHANGE = "email_change", _("email change")
+        SESSION_REVOKE = "session_revoke", _("sign-out from a new sign-in notice")
 
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -155,6 +156,9 @@ class LinkToken(OneTimeSecret):
         blank=True,
         related_name="link_tokens",
     )
+    # The public id of the session a "new sign-in" link signs out (that purpose
+    # only). Not a foreign key: deleting a user's sessions costs no cascade.
+    session_id = models.UUIDField(_("session"), null=True, blank=True)
 
     class Meta:
         verbose_name = _("link token")
@@ -208,6 +212,8 @@ class Session(models.Model):
     """One sign-in: its refresh tokens form a family, its access tokens carry its id.
 
     ``public_id`` is the ``sid`` claim of both tokens and the id the API shows.
+    ``network`` is the first IP's /24 (IPv4) or /48 (IPv6): with ``device`` it is
+    what makes a sign-in "new" (``new_device``, decided by the INSERT).
     ``refresh_jti`` is the family's one live refresh token: rotation moves it, and
     a rotated-away token presented again (past ``REFRESH_REUSE_GRACE``) revokes
     the session. Revoked sessions refuse their access tokens too.
@@ -229,6 +235,10 @@ class Session(models.Model):
     device = models.CharField(_("device"), max_length=200, blank=True)
     first_ip = models.GenericIPAddressField(_("first IP"), null=True, blank=True)
     last_ip = models.GenericIPAddressField(_("last IP"), null=True, blank=True)
+    network = models.CharField(_("network"), max_length=64, blank=True)
+    new_device = models.BooleanField(
+        _("new device or network"), default=False, db_default=False
+    )
     refresh_jti = models.CharField(_("live refresh token id"), max_length=255)
     previous_jti = models.CharField(
         _("refresh token id before the last rotation"), max_length=255, blank=True
@@ -275,6 +285,7 @@ class OutboxEmail(models.Model):
         GOODBYE = "goodbye", _("goodbye")
         SIGN_IN_ATTEMPTS = "sign_in_attempts", _("sign-in attempts notice")
         SESSION_REUSED = "session_reused", _("reused sign-in token notice")
+        NEW_SIGN_IN = "new_sign_in", _("new sign-in notice")
 
     class Status(models.TextChoices):
         PENDING = "pending", _("pending")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any
 
 from drf_spectacular.contrib.rest_framework_simplejwt import SimpleJWTScheme
@@ -29,6 +30,7 @@ from drf_spectacular.utils import (
 from rest_framework import serializers
 
 from . import views
+from .browser import BrowserTransport, CsrfView, cookie_name
 from .conf import auth_settings
 
 __all__ = ["ErrorSerializer", "FIELD_ERRORS_SCHEMA"]
@@ -97,25 +99,44 @@ def _user() -> Any:
     return auth_settings.USER_SERIALIZER
 
 
+_INLINE: dict[str, Any] = {}
+
+
+def _inline(name: str, fields: dict[str, Any]) -> Any:
+    """One serializer class per component name: both transports describe most
+    views, and a schema must name one class once."""
+    if name not in _INLINE:
+        _INLINE[name] = inline_serializer(name, fields=fields)
+    return _INLINE[name]
+
+
 def _message(name: str, **fields: serializers.Field[Any, Any, Any, Any]) -> Any:
-    return inline_serializer(
-        name, fields={"message": serializers.CharField(), **fields}
-    )
+    return _inline(name, fields={"message": serializers.CharField(), **fields})
+
+
+#: Whether the view being described is served by the browser transport: its
+#: answers carry no refresh token.
+_browser: ContextVar[bool] = ContextVar("kinwise_auth_openapi_browser", default=False)
+
+
+def _refresh_field(**kwargs: Any) -> dict[str, Any]:
+    """``{"refresh": ...}`` in the app transport; nothing in the browser's."""
+    return {} if _browser.get() else {"refresh": serializers.CharField(**kwargs)}
 
 
 def _sign_in() -> Any:
-    return _sign_in_with(_user())
+    return _sign_in_with(_user(), _browser.get())
 
 
 @functools.cache
-def _sign_in_with(user_serializer: Any) -> Any:
-    # One class per user payload: two endpoints answer it, and a schema must
-    # name one component once.
+def _sign_in_with(user_serializer: Any, browser: bool) -> Any:
+    # One class per user payload and transport: two endpoints answer it, and a
+    # schema must name one component once.
     return inline_serializer(
-        "SignIn",
+        "BrowserSignIn" if browser else "SignIn",
         fields={
             "access": serializers.CharField(),
-            "refresh": serializers.CharField(),
+            **_refresh_field(),
             "user": user_serializer(),
         },
     )
@@ -137,27 +158,80 @@ def _describe(view: type[Any], **methods: Callable[[], Schema]) -> None:
     description = (view.__dict__.get("__doc__") or "").strip()
 
     def view_replacement(self: OpenApiViewExtension) -> type[Any]:
-        return extend_schema_view(
-            **{
-                method: _extend(description, build())
+        browser = issubclass(self.target, BrowserTransport)
+        reset = _browser.set(browser)
+        try:
+            schemas = {
+                method: _extend(
+                    description, build(), browser=browser, view=view, method=method
+                )
                 for method, build in methods.items()
             }
-        )(type(self.target.__name__, (self.target,), {}))
+        finally:
+            _browser.reset(reset)
+        return extend_schema_view(**schemas)(
+            type(self.target.__name__, (self.target,), {})
+        )
 
     type(
         f"{view.__name__}Schema",
         (OpenApiViewExtension,),
         {
             "target_class": f"{view.__module__}.{view.__qualname__}",
+            # The browser transport serves a subclass of each view.
+            "match_subclasses": True,
             "view_replacement": view_replacement,
         },
     )
 
 
-def _extend(description: str, schema: Schema) -> Any:
+_CSRF_HEADER = OpenApiParameter(
+    "X-CSRFToken",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    required=True,
+    description="The csrf_token of GET csrf/ (the csrftoken cookie's value).",
+)
+
+
+def _extend(
+    description: str,
+    schema: Schema,
+    *,
+    browser: bool = False,
+    view: Any = None,
+    method: str = "get",
+) -> Any:
     parameters = [*schema.pop("parameters", []), _RETRY_AFTER]
+    if browser and method in ("post", "put", "patch", "delete"):
+        parameters.append(_CSRF_HEADER)
+        schema["responses"] = {
+            **schema["responses"],
+            403: _csrf_or(schema["responses"].get(403)),
+        }
+        if getattr(view, "takes_refresh", False):
+            # The refresh token is the cookie's; a body is not read.
+            schema["request"] = None
+            parameters.append(
+                OpenApiParameter(
+                    cookie_name()
+                    + ("_logout" if issubclass(view, views.LogoutView) else ""),
+                    OpenApiTypes.STR,
+                    OpenApiParameter.COOKIE,
+                    description="The HttpOnly refresh cookie set by a sign-in.",
+                )
+            )
     return extend_schema(
         tags=[TAG], description=description, parameters=parameters, **schema
+    )
+
+
+def _csrf_or(other: Any) -> OpenApiResponse:
+    """The browser transport's 403: a CSRF refusal, or the endpoint's own 403."""
+    codes = "csrf_failed" if other is None else f"csrf_failed, {other.description}"
+    return OpenApiResponse(
+        response=ErrorSerializer,
+        description=f"The CSRF check failed, or the endpoint's own 403 ({codes})",
     )
 
 
@@ -257,11 +331,11 @@ _post(
     views.TokenRefreshView,
     "A new access token (and refresh token when rotation is on)",
     lambda: {
-        200: inline_serializer(
-            "Refreshed",
+        200: _inline(
+            "BrowserRefreshed" if _browser.get() else "Refreshed",
             fields={
                 "access": serializers.CharField(),
-                "refresh": serializers.CharField(required=False),
+                **_refresh_field(required=False),
             },
         )
     },
@@ -298,9 +372,9 @@ _post(
     "Change the password; answers a fresh token pair",
     lambda: {
         200: _message(
-            "PasswordChanged",
+            "BrowserPasswordChanged" if _browser.get() else "PasswordChanged",
             access=serializers.CharField(),
-            refresh=serializers.CharField(),
+            **_refresh_field(),
         )
     },
     errors="invalid_credentials",
@@ -327,7 +401,7 @@ _post(
     views.ReauthenticateView,
     "Confirm it is you: sensitive changes need no password for a while",
     lambda: {
-        200: inline_serializer(
+        200: _inline(
             "Reauthenticated",
             fields={"reauthenticated_until": serializers.DateTimeField()},
         )
@@ -375,9 +449,7 @@ _post(
     views.SessionsRevokeOthersView,
     "End every other session (password, or a recent reauthentication)",
     lambda: {
-        200: inline_serializer(
-            "SessionsRevoked", fields={"revoked": serializers.IntegerField()}
-        )
+        200: _inline("SessionsRevoked", fields={"revoked": serializers.IntegerField()})
     },
     errors="invalid_credentials",
     extra={
@@ -386,5 +458,22 @@ _post(
             'lists "methods"',
             "reauthentication_required",
         )
+    },
+)
+_post(
+    views.SessionRevokeConfirmView,
+    "Sign out the session a new sign-in email names (signs no one in)",
+    lambda: {200: _message("SessionRevokedByLink")},
+    errors=_token_errors,
+)
+_describe(
+    CsrfView,
+    get=lambda: {
+        "summary": "Set the csrftoken cookie; its value, for the X-CSRFToken header",
+        "responses": _responses(
+            {200: _inline("Csrf", fields={"csrf_token": serializers.CharField()})},
+            errors="invalid input",
+            body=False,
+        ),
     },
 )

@@ -26,6 +26,10 @@ __all__ = [
     "email_change_requested",
     "email_changed",
     "account_deleted",
+    "session_opened",
+    "session_rotated",
+    "session_reused",
+    "session_revoked",
     "EVENT_SIGNALS",
 ]
 
@@ -95,6 +99,28 @@ email_changed = Signal()
 # goes. Arguments: user, ip, user_agent, extra: {"mode": "delete" | "deactivate"}.
 account_deleted = Signal()
 
+# A sign-in opened a session (its ``AuthEvent`` is the ``login_succeeded`` row,
+# whose extra names the session too). Arguments: user, ip, user_agent, extra:
+# {"session": its public id, "method", "device"}.
+session_opened = Signal()
+
+# A refresh rotated a session's refresh token. Sent with no ``AuthEvent`` row:
+# every client refreshes every few minutes, and the session row keeps
+# ``rotated_at`` and ``last_used_at``. Arguments: user, ip, user_agent, extra:
+# {"session"}.
+session_rotated = Signal()
+
+# A refresh token rotated away was presented again after REFRESH_REUSE_GRACE: the
+# session was revoked (``session_revoked`` follows) and its owner emailed.
+# Arguments: user, ip, user_agent, extra: {"session", "device"}.
+session_reused = Signal()
+
+# Sessions were revoked, by one action. Arguments: user, ip, user_agent, extra:
+# {"sessions": [public ids], "reason": "logout" | "user" | "reuse" |
+# "password_changed" | "password_reset" | "account_deleted" | "deactivated" |
+# "admin" | "notice_link"}.
+session_revoked = Signal()
+
 EVENT_SIGNALS: dict[str, Signal] = {
     "user_registered": user_registered,
     "registration_for_existing_email": registration_for_existing_email,
@@ -112,4 +138,8 @@ EVENT_SIGNALS: dict[str, Signal] = {
     "email_change_requested": email_change_requested,
     "email_changed": email_changed,
     "account_deleted": account_deleted,
+    "session_opened": session_opened,
+    "session_rotated": session_rotated,
+    "session_reused": session_reused,
+    "session_revoked": session_revoked,
 }

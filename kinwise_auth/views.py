@@ -62,6 +62,7 @@ __all__ = [
     "SessionDetailView",
     "SessionsRevokeOthersView",
     "ReauthenticateView",
+    "SessionRevokeConfirmView",
 ]
 
 
@@ -106,6 +107,12 @@ class AuthAPIView(APIView):
     spend: ClassVar[Literal["every", "failures", "accepted"]] = "every"
     #: Service errors answered in the validation shape, on the named field.
     field_errors: ClassVar[dict[type[AuthError], str]] = {}
+    #: The body's ``refresh`` is the token to act on (the browser transport
+    #: takes it from its cookie instead).
+    takes_refresh: ClassVar[bool] = False
+    #: Set when the request ended the caller's own session (the browser
+    #: transport then clears its refresh cookie).
+    signed_out: bool = False
 
     @classmethod
     def as_view(cls, **initkwargs: Any) -> Any:
@@ -383,6 +390,7 @@ class TokenRefreshView(AuthAPIView):
 
     scope = "token_refresh"
     serializer_class = RefreshSerializer
+    takes_refresh = True
 
     @sensitive_variables()
     def account_of(self, request: Request, values: dict[str, Any]) -> Any:
@@ -403,6 +411,7 @@ class LogoutView(AuthAPIView):
 
     scope = "logout"
     serializer_class = RefreshSerializer
+    takes_refresh = True
 
     @sensitive_variables()
     def account_of(self, request: Request, values: dict[str, Any]) -> Any:
@@ -413,6 +422,7 @@ class LogoutView(AuthAPIView):
 
     @sensitive_variables()
     def perform(self, request: Request, values: dict[str, Any]) -> Response:
+        self.signed_out = True
         services.logout(refresh=values["refresh"], meta=self.meta(request))
         return Response(status=status.HTTP_205_RESET_CONTENT)
 
@@ -521,6 +531,7 @@ class AccountDeleteView(SignedInAPIView):
             password=values["password"],
             meta=self.meta(request),
         )
+        self.signed_out = True
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -560,6 +571,7 @@ class SessionDetailView(SignedInAPIView):
         services.end_session(
             user=self.account(request), session_id=session_id, meta=self.meta(request)
         )
+        self.signed_out = str(session_id) == str(self.session_id(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -595,3 +607,16 @@ class ReauthenticateView(SignedInAPIView):
             meta=self.meta(request),
         )
         return Response({"reauthenticated_until": until})
+
+
+class SessionRevokeConfirmView(LinkAPIView):
+    """The link of a "new sign-in" email: signs that session out, signs no one in."""
+
+    scope = "session_revoke_confirm"
+    serializer_class = TokenSerializer
+    link_purpose = LinkToken.Purpose.SESSION_REVOKE
+
+    @sensitive_variables()
+    def perform(self, request: Request, values: dict[str, Any]) -> Response:
+        services.revoke_by_link(token=values["token"], meta=self.meta(request))
+        return Response({"message": _("That session is signed out.")})

@@ -23,6 +23,7 @@ FLOORS: list[tuple[str, ...]] = [
     ("services",),
     ("emails", "backends", "authentication"),
     ("views", "tasks", "admin", "management", "receivers"),
+    ("browser",),
     ("openapi", "urls", "checks"),
     ("apps",),
 ]

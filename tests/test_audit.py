@@ -94,4 +94,8 @@ def test_every_event_has_a_signal() -> None:
         "email_change_requested",
         "email_changed",
         "account_deleted",
+        "session_opened",
+        "session_rotated",
+        "session_reused",
+        "session_revoked",
     }

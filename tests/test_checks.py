@@ -200,3 +200,23 @@ def test_e011_the_email_backend_is_missing(backends: list[str], expected: bool) 
     found = ids(KINWISE_AUTH=FRONTEND, CACHES=REDIS, AUTHENTICATION_BACKENDS=backends)
 
     assert ("kinwise_auth.E011" in found) is expected
+
+
+@pytest.mark.parametrize(
+    ("cookie", "expected"),
+    [
+        ({}, False),
+        ({"samesite": "Strict"}, False),
+        ({"samesite": "None", "secure": True}, False),
+        ({"samesite": "None", "secure": False}, True),
+        ({"samesite": "lax"}, True),
+        ({"samesite": None}, True),
+        ({"name": ""}, True),
+    ],
+)
+def test_e012_the_browser_cookie(cookie: dict[str, Any], expected: bool) -> None:
+    found = ids(
+        KINWISE_AUTH={**FRONTEND, "BROWSER_REFRESH_COOKIE": cookie}, CACHES=REDIS
+    )
+
+    assert ("kinwise_auth.E012" in found) is expected

@@ -17,7 +17,9 @@ from django.core import mail
 from django.utils import translation
 
 from kinwise_auth import emails
-from kinwise_auth.models import OutboxEmail
+from kinwise_auth.models import OutboxEmail, Session
+from kinwise_auth.services.meta import RequestMeta
+from kinwise_auth.services.sessions import open_session
 
 pytestmark = pytest.mark.django_db
 
@@ -36,6 +38,8 @@ ROWS: dict[str, tuple[str | None, dict[str, Any]]] = {
     Kind.GOODBYE: (None, {}),
     Kind.SIGN_IN_ATTEMPTS: ("verified", {"failures": 10}),
     Kind.SESSION_REUSED: ("verified", {"device": "Firefox 128 on Ubuntu"}),
+    # The session the email is about is opened for the row (see delivered_text).
+    Kind.NEW_SIGN_IN: ("verified", {"session": None}),
 }
 VARIANTS: list[tuple[str, dict[str, Any]]] = [
     (Kind.VERIFY_EMAIL, {"replaces_registration": True}),
@@ -43,6 +47,7 @@ VARIANTS: list[tuple[str, dict[str, Any]]] = [
     (Kind.PASSWORD_CHANGED, {"sessions_revoked": False}),
     (Kind.SIGN_IN_ATTEMPTS, {"failures": 1}),
     (Kind.SESSION_REUSED, {"device": ""}),
+    (Kind.NEW_SIGN_IN, {"session": None, "user_agent": ""}),
 ]
 CASES = [(kind, context) for kind, (_, context) in ROWS.items()] + VARIANTS
 
@@ -56,6 +61,16 @@ def delivered_text(kind: str, context: dict[str, Any], make_user: Any) -> str:
     user = None
     if owner is not None:
         user = make_user(f"{owner}@example.com", verified=owner == "verified")
+    if "session" in context:
+        user_agent = context.pop(
+            "user_agent", "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0"
+        )
+        open_session(
+            user,
+            method="code",
+            meta=RequestMeta(ip="203.0.113.7", user_agent=user_agent),
+        )
+        context = {**context, "session": str(Session.objects.get(user=user).public_id)}
     row = OutboxEmail.objects.create(
         kind=kind,
         user=user,

@@ -74,6 +74,7 @@ PUBLIC: dict[str, dict[str, int]] = {
         "new_password_confirm": 1024,
     },
     "email/change/confirm/": {"token": 256},
+    "sessions/revoke/confirm/": {"token": 256},
 }
 SIGNED_IN: dict[str, dict[str, int]] = {
     "password/change/": {

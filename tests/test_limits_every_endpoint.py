@@ -111,6 +111,9 @@ CALLS: dict[str, Callable[[Accounts, str, int], Call]] = {
             )
         }
     ),
+    "session-revoke-confirm": lambda a, who, n: Call(
+        body={"token": a.link(who, LinkToken.Purpose.SESSION_REVOKE)}
+    ),
     "account-delete": lambda a, who, n: Call(
         body={"password": "wrong-password-1"}, access=a.access(who)
     ),

@@ -70,7 +70,10 @@ def test_verify_signs_in(api: Any, make_user: Any) -> None:
     user.refresh_from_db()
     assert user.last_login is not None
     event = AuthEvent.objects.get(event_type="login_succeeded")
-    assert event.extra == {"method": "code"}
+    assert event.extra == {
+        "method": "code",
+        "session": str(AccessToken(body["access"])["sid"]),
+    }
 
 
 def test_a_code_works_once(api: Any, make_user: Any) -> None:

@@ -20,7 +20,8 @@ otp/verify: identity (its user locked), the identity locked, the live code
 (locked), then either the attempt counter, the day's failure counters and a
 failure audit row, or marking it used and what a session costs: the outstanding
 refresh token (blacklist app), the session row, the audit row and ``last_login``.
-login: identity (the backend), then a session; a failure looks the identity up
+login: identity (the backend), then a session (its INSERT also decides whether
+the device is new: then the notice's outbox row); a failure looks the identity up
 again with its locks (the pending check, the day's failure counters) and writes
 an audit row; an unknown address stops after the lookup and the audit row.
 token/refresh (no rotation): the blacklist check, the user and the session (one
@@ -28,10 +29,12 @@ conditional UPDATE); with rotation and blacklisting, the user (locked), the
 session rotated (one conditional UPDATE), the old token's outstanding row
 (locked), its blacklisting, and the new token's outstanding row.
 Sessions: logout revokes the token's (one UPDATE); reset, change and deletion
-revoke the account's (read, update); me/ asks the cache, not the database.
-logout: the blacklist check and the user (simplejwt), the outstanding row and its
-blacklisting (get or create), the user again and an audit row; a token already
-blacklisted: the signature, then one read.
+revoke the account's (read, update); each revocation writes one
+``session_revoked`` audit row; me/ asks the cache, not the database.
+logout: the blacklist check and the user (simplejwt), the user again, the
+session revoked and its audit row, the outstanding row and its blacklisting (get
+or create) and the logout's audit row; a token already blacklisted: the
+signature, then one read.
 me: the user (JWT authentication); no token: nothing.
 resend-verification, password/reset: identity lookup, outbox row, audit row,
 whatever the account.
@@ -143,7 +146,9 @@ def test_otp_verify(api: Any, make_user: Any, broker: Any, assert_queries: Any) 
     assert response.status_code == 200
 
 
-def test_login_and_session(api: Any, make_user: Any, assert_queries: Any) -> None:
+def test_login_and_session(
+    api: Any, make_user: Any, broker: Any, assert_queries: Any
+) -> None:
     make_user("a@example.com")
     url = "/api/v1/auth/login/"
 
@@ -162,6 +167,17 @@ def test_login_and_session(api: Any, make_user: Any, assert_queries: Any) -> Non
     api.credentials(HTTP_AUTHORIZATION=f"Bearer {tokens['access']}")
     with assert_queries(1):
         assert api.get("/api/v1/auth/me/").status_code == 200
+    # A known device on a known network: the session row decided it, no more.
+    with assert_queries(5):
+        api.post(url, {"email": "a@example.com", "password": PASSWORD}, format="json")
+    # A new one: the "new sign-in" email's outbox row too.
+    with assert_queries(6):
+        api.post(
+            url,
+            {"email": "a@example.com", "password": PASSWORD},
+            format="json",
+            REMOTE_ADDR="203.0.113.9",
+        )
 
 
 # --- the other endpoints ----------------------------------------------------------
@@ -206,7 +222,7 @@ def test_token_refresh_and_logout(
     refresh = "/api/v1/auth/token/refresh/"
     logout = "/api/v1/auth/logout/"
 
-    with assert_queries(8):
+    with assert_queries(9):
         assert (
             api.post(logout, {"refresh": tokens["refresh"]}, format="json").status_code
             == 205
@@ -284,7 +300,7 @@ def test_password_reset_confirm(
     with assert_queries(2):
         bad = api.post(url, {**body, "token": "x" * 43}, format="json")
     assert bad.status_code == 400
-    with assert_queries(14):
+    with assert_queries(15):
         assert api.post(url, body, format="json").status_code == 200
     with assert_queries(4):
         assert api.post(url, body, format="json").status_code == 400
@@ -364,5 +380,5 @@ def test_account_delete(
 
     with assert_queries(2):
         assert api.post(url, {"password": "nope"}, format="json").status_code == 400
-    with assert_queries(20):
+    with assert_queries(21):
         assert api.post(url, {"password": PASSWORD}, format="json").status_code == 204

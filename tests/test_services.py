@@ -182,7 +182,7 @@ def test_logout_blacklists_the_refresh_token_and_accepts_it_again(
     services.logout(refresh=refresh, meta=META)
 
     assert BlacklistedToken.objects.count() == 1
-    assert events() == [("logged_out", user.pk)]
+    assert events() == [("session_revoked", user.pk), ("logged_out", user.pk)]
     with pytest.raises(TokenNotValid):
         services.parse_refresh(refresh)
 

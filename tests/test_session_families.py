@@ -116,7 +116,9 @@ def test_a_replay_after_the_grace_revokes_the_session_and_tells_the_owner(
     # The whole family is dead, the thief's copy and the owner's alike.
     assert refresh(api, second["refresh"]).status_code == 401
     assert me(second["access"]) == 401
-    assert AuthEvent.objects.filter(event_type="refresh_reused").count() == 1
+    assert AuthEvent.objects.filter(event_type="session_reused").count() == 1
+    revoked = AuthEvent.objects.get(event_type="session_revoked")
+    assert revoked.extra == {"sessions": [str(session.public_id)], "reason": "reuse"}
     notice = OutboxEmail.objects.get(kind=OutboxEmail.Kind.SESSION_REUSED)
     assert notice.recipient == "alice@example.com"
     broker.drain()

@@ -9,7 +9,7 @@ from django.contrib.auth.hashers import get_hasher
 from django.contrib.auth.signals import user_logged_in
 from rest_framework import serializers
 from rest_framework.test import APIClient
-from rest_framework_simplejwt.tokens import RefreshToken
+from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
 from kinwise_auth.models import AuthEvent
 from kinwise_auth.signals import logged_out, login_failed, login_succeeded
@@ -88,7 +88,8 @@ def test_login_returns_tokens_and_user(api: Any, alice: Any) -> None:
     alice.refresh_from_db()
     assert alice.last_login is not None
     assert len(received) == 2
-    assert {"method": "password"} in [r.get("extra") for r in received]
+    sid = str(AccessToken(body["access"])["sid"])
+    assert {"method": "password", "session": sid} in [r.get("extra") for r in received]
 
 
 @pytest.mark.parametrize(

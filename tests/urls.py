@@ -8,5 +8,6 @@ from .host_views import SignupThenFail
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/auth/", include("kinwise_auth.urls")),
+    path("api/v1/auth/browser/", include("kinwise_auth.urls.browser")),
     path("host/signup-then-fail/", SignupThenFail.as_view()),
 ]

@@ -24,6 +24,7 @@ from .session_list import (
     end_session,
     list_sessions,
     reauthenticate,
+    revoke_by_link,
     revoke_other_sessions,
 )
 from .sessions import (
@@ -65,4 +66,5 @@ __all__ = [
     "end_session",
     "reauthenticate",
     "revoke_other_sessions",
+    "revoke_by_link",
 ]

@@ -15,10 +15,11 @@ from django.views.decorators.debug import sensitive_variables
 
 from .. import audit
 from ..conf import auth_settings
-from ..errors import ReauthenticationRequired, SessionNotFound
-from ..models import Session
+from ..errors import InvalidToken, ReauthenticationRequired, SessionNotFound
+from ..models import LinkToken, Session
 from .meta import RequestMeta
 from .reauthentication import require_password
+from .secrets import lock_link, require_live, use_link
 from .sessions import revoke_session, revoke_sessions
 
 __all__ = [
@@ -27,7 +28,11 @@ __all__ = [
     "end_session",
     "reauthenticate",
     "revoke_other_sessions",
+    "revoke_by_link",
 ]
+
+INVALID_REVOKE_LINK = _("This link is invalid or has already been used.")
+EXPIRED_REVOKE_LINK = _("This link has expired.")
 
 
 @dataclass(frozen=True)
@@ -77,11 +82,7 @@ def end_session(*, user: AbstractBaseUser, session_id: str, meta: RequestMeta) -
         public_id=session_id, user_id=user.pk, revoked_at=None
     ).exists():
         raise SessionNotFound()
-    with transaction.atomic():
-        revoke_session(session_id, reason="user")
-        audit.record(
-            "session_revoked", user=user, meta=meta, extra={"session": session_id}
-        )
+    revoke_session(session_id, user=user, reason="user", meta=meta)
 
 
 @sensitive_variables()
@@ -134,11 +135,7 @@ def revoke_other_sessions(
         raise ReauthenticationRequired()
     with transaction.atomic():
         others = Session.objects.filter(user_id=user.pk).exclude(public_id=session_id)
-        revoked = revoke_sessions(others, reason="user")
-        audit.record(
-            "sessions_revoked", user=user, meta=meta, extra={"revoked": revoked}
-        )
-    return revoked
+        return revoke_sessions(others, reason="user", user=user, meta=meta)
 
 
 def _recently_reauthenticated(user: AbstractBaseUser, session_id: Any) -> bool:
@@ -149,3 +146,28 @@ def _recently_reauthenticated(user: AbstractBaseUser, session_id: Any) -> bool:
         revoked_at=None,
         reauthenticated_at__gte=since,
     ).exists()
+
+
+@sensitive_variables()
+def revoke_by_link(*, token: str, meta: RequestMeta) -> None:
+    """Sign out the session a "new sign-in" email's link names, without
+    signing in; the link works once.
+
+    Raises :class:`InvalidToken` for an unknown, used or superseded link and
+    :class:`TokenExpired` past ``SESSION_REVOKE_LIFETIME``. A session that
+    already ended is not an error: the link is used all the same.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        found = lock_link(token, LinkToken.Purpose.SESSION_REVOKE)
+        if found is None:
+            raise InvalidToken(INVALID_REVOKE_LINK)
+        link, _identity = found
+        require_live(
+            link, now, invalid=INVALID_REVOKE_LINK, expired=EXPIRED_REVOKE_LINK
+        )
+        use_link(link, now)
+        if link.session_id is not None:
+            revoke_session(
+                link.session_id, user=link.user, reason="notice_link", meta=meta
+            )

@@ -21,7 +21,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
-from django.db.models import F, QuerySet
+from django.db.models import BooleanField, Case, Exists, F, QuerySet, Value, When
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.debug import sensitive_variables
@@ -30,11 +30,12 @@ from rest_framework_simplejwt.exceptions import TokenBackendError, TokenError
 from rest_framework_simplejwt.state import token_backend
 from rest_framework_simplejwt.tokens import RefreshToken
 
-from .. import audit, outbox
+from .. import audit
 from ..conf import auth_settings
 from ..errors import InvalidToken, TokenNotValid
-from ..models import OutboxEmail, Session
-from .devices import device_label
+from ..models import Session
+from . import notices
+from .devices import device_label, network_of
 from .meta import RequestMeta
 from .session_state import remember_live, remember_revoked
 
@@ -75,30 +76,76 @@ def sign_in(user: AbstractBaseUser, *, method: str, meta: RequestMeta) -> SignIn
     if not user.is_active:
         # A host backend may return inactive users; no flow hands them tokens.
         raise ValueError("sign_in() refuses an inactive user")
-    tokens = open_session(user, method=method, meta=meta)
-    audit.record("login_succeeded", user=user, meta=meta, extra={"method": method})
+    sid = uuid.uuid4()
+    tokens = open_session(user, method=method, meta=meta, sid=sid)
+    audit.record(
+        "login_succeeded",
+        user=user,
+        meta=meta,
+        extra={"method": method, "session": str(sid)},
+    )
     return SignIn(user=user, tokens=tokens)
 
 
 def open_session(
-    user: AbstractBaseUser, *, method: str, meta: RequestMeta
+    user: AbstractBaseUser, *, method: str, meta: RequestMeta, sid: Any = None
 ) -> dict[str, str]:
     """Open a session of ``user`` (one INSERT, and the cache told it is live
     once the transaction commits); return its token pair. :func:`sign_in` is
-    this plus the audit row."""
-    sid = uuid.uuid4()
+    this plus the audit row.
+
+    A sign-in from a device and network the account has not used within
+    ``NEW_DEVICE_WINDOW`` queues the owner a "new sign-in" email (one more
+    INSERT); the INSERT itself decides, so a known device costs nothing more.
+    """
+    sid = sid or uuid.uuid4()
     tokens = issue_tokens(user, sid=sid)
-    Session.objects.create(
+    device = device_label(meta.user_agent)
+    network = network_of(meta.ip)
+    session = Session.objects.create(
         public_id=sid,
         user_id=user.pk,
         method=method,
-        device=device_label(meta.user_agent),
+        device=device,
         first_ip=meta.ip,
         last_ip=meta.ip,
+        network=network,
         refresh_jti=_family_jti(tokens["refresh"], sid),
+        new_device=_is_new_device(user, device, network),
     )
     remember_live(sid)
+    if not isinstance(session.new_device, bool):  # a database with no RETURNING
+        session.refresh_from_db(fields=["new_device"])
+    if session.new_device:
+        notices.queue_new_sign_in(user, session)
+    audit.record(
+        "session_opened",
+        user=user,
+        meta=meta,
+        extra={"session": str(sid), "method": method, "device": device},
+        store=False,
+    )
     return tokens
+
+
+def _is_new_device(user: AbstractBaseUser, device: str, network: str) -> Any:
+    """An SQL expression, evaluated by the session's INSERT: whether its owner
+    should be told of it. Not for an account's first session (the sign-in after
+    verification), nor with ``NEW_SIGN_IN_EMAIL`` off."""
+    if not auth_settings.NEW_SIGN_IN_EMAIL:
+        return False
+    mine = Session.objects.filter(user_id=user.pk)
+    seen = mine.filter(
+        device=device,
+        network=network,
+        last_used_at__gte=timezone.now() - auth_settings.NEW_DEVICE_WINDOW,
+    )
+    return Case(
+        When(Exists(seen), then=Value(False)),
+        When(Exists(mine), then=Value(True)),
+        default=Value(False),
+        output_field=BooleanField(),
+    )
 
 
 @sensitive_variables()
@@ -151,14 +198,18 @@ def _jwt() -> Any:
     return jwt_settings.api_settings
 
 
-def _user_for(user_id: Any, *, lock: bool = False) -> AbstractBaseUser | None:
+def _user_for(
+    user_id: Any, *, lock: bool = False, active_only: bool = True
+) -> AbstractBaseUser | None:
+    """The user a token names; None if gone, or, with ``active_only``, if
+    simplejwt's ``USER_AUTHENTICATION_RULE`` refuses them."""
     if user_id is None:
         return None
     users = get_user_model()._default_manager.all()
     if lock:
         users = users.select_for_update(no_key=True)  # as identities.lock_user
     user = users.filter(**{_jwt().USER_ID_FIELD: user_id}).first()
-    if user is None or not _jwt().USER_AUTHENTICATION_RULE(user):
+    if user is None or (active_only and not _jwt().USER_AUTHENTICATION_RULE(user)):
         return None
     return user
 
@@ -236,12 +287,19 @@ def refresh_session(token: RefreshToken, *, meta: RequestMeta) -> dict[str, str]
             token.set_exp()
             token.set_iat()
             token.outstand()
+            audit.record(
+                "session_rotated",
+                user=user,
+                meta=meta,
+                extra={"session": str(sid)},
+                store=False,
+            )
     except _Refused:
-        _refuse(sid, jti, now)
+        _refuse(sid, jti, now, meta)
     return {"access": str(token.access_token), "refresh": str(token)}
 
 
-def _refuse(sid: Any, jti: str, now: Any) -> None:
+def _refuse(sid: Any, jti: str, now: Any, meta: RequestMeta) -> None:
     """Raise :class:`TokenNotValid` for a token its session did not take; revoke
     the session first when the token is a replay of a rotated-away one."""
     session = Session.objects.select_related("user").filter(public_id=sid).first()
@@ -255,47 +313,78 @@ def _refuse(sid: Any, jti: str, now: Any) -> None:
     ):
         raise TokenNotValid()  # a concurrent refresh (two tabs) rotated it just now
     with transaction.atomic():
-        revoke_session(session.public_id, reason="reuse")
-        identity = getattr(session.user, "kinwise_identity", None)
-        if identity is not None:
-            outbox.queue(
-                OutboxEmail.Kind.SESSION_REUSED,
-                user=session.user,
-                recipient=identity.email,
-                context={"device": session.device},
-            )
         audit.record(
-            "refresh_reused",
+            "session_reused",
             user=session.user,
+            meta=meta,
             extra={"session": str(sid), "device": session.device},
         )
+        revoke_session(session.public_id, user=session.user, reason="reuse", meta=meta)
+        notices.queue_session_reused(session)
     raise TokenNotValid()
 
 
-def revoke_session(sid: Any, *, reason: str) -> bool:
-    """Revoke the session ``sid`` if it is live (one UPDATE); whether it was."""
-    revoked = Session.objects.filter(public_id=sid, revoked_at=None).update(
-        revoked_at=timezone.now(), revoked_reason=reason
-    )
+def revoke_session(
+    sid: Any, *, user: Any, reason: str, meta: RequestMeta | None = None
+) -> bool:
+    """Revoke the session ``sid`` of ``user`` (a user, or its primary key) if it
+    is live: one UPDATE, and an audit row when it was; whether it was."""
+    user_id = getattr(user, "pk", user)
+    revoked = Session.objects.filter(
+        public_id=sid, user_id=user_id, revoked_at=None
+    ).update(revoked_at=timezone.now(), revoked_reason=reason)
     remember_revoked([sid])
+    if revoked:
+        if not isinstance(user, AbstractBaseUser):
+            user = get_user_model()._default_manager.filter(pk=user_id).first()
+        _record_revoked(user, [sid], reason, meta)
     return bool(revoked)
 
 
-def revoke_sessions(sessions: QuerySet[Session], *, reason: str) -> int:
+def revoke_sessions(
+    sessions: QuerySet[Session],
+    *,
+    reason: str,
+    user: AbstractBaseUser | None = None,
+    meta: RequestMeta | None = None,
+) -> int:
     """Revoke the live sessions among ``sessions``; return how many.
 
     Their refresh tokens are refused from now on, and their access tokens from
-    the next request (the cache learns it when the transaction commits).
+    the next request (the cache learns it when the transaction commits). Each
+    owner gets one ``session_revoked`` audit row; pass ``user`` when every
+    session is theirs, which spares reading the owners.
     """
-    live = sessions.filter(revoked_at=None)
-    sids = list(live.values_list("public_id", flat=True))
-    if not sids:
+    live = list(sessions.filter(revoked_at=None).values_list("public_id", "user_id"))
+    if not live:
         return 0
+    sids = [sid for sid, _owner in live]
     count = Session.objects.filter(public_id__in=sids, revoked_at=None).update(
         revoked_at=timezone.now(), revoked_reason=reason
     )
     remember_revoked(sids)
+    by_owner: dict[Any, list[Any]] = {}
+    for sid, owner in live:
+        by_owner.setdefault(owner, []).append(sid)
+    owners = (
+        {user.pk: user}
+        if user is not None and set(by_owner) == {user.pk}
+        else get_user_model()._default_manager.in_bulk(list(by_owner))
+    )
+    for owner_id, owned in by_owner.items():
+        _record_revoked(owners.get(owner_id), owned, reason, meta)
     return count
+
+
+def _record_revoked(
+    user: Any, sids: list[Any], reason: str, meta: RequestMeta | None
+) -> None:
+    audit.record(
+        "session_revoked",
+        user=user,
+        meta=meta,
+        extra={"sessions": [str(sid) for sid in sids], "reason": reason},
+    )
 
 
 @sensitive_variables()
@@ -313,23 +402,28 @@ def logout(*, refresh: str, meta: RequestMeta) -> None:
         token = RefreshToken(refresh)  # type: ignore[arg-type]
     except TokenError:
         if _already_blacklisted(claims):
-            _revoke_claimed_session(claims)
+            _revoke_claimed_session(claims, claims.get(_jwt().USER_ID_CLAIM), meta)
             return
         raise InvalidToken(INVALID_REFRESH) from None
     if not hasattr(token, "blacklist"):
         raise ImproperlyConfigured(
             "logout/ needs rest_framework_simplejwt.token_blacklist in INSTALLED_APPS"
         )
+    user = _user_for(refresh_token_user_id(token), active_only=False)
     with transaction.atomic():
-        _revoke_claimed_session(claims)
+        if user is not None:
+            _revoke_claimed_session(claims, user, meta)
         token.blacklist()
-    audit.record("logged_out", user=_user_for(refresh_token_user_id(token)), meta=meta)
+        audit.record("logged_out", user=user, meta=meta)
 
 
-def _revoke_claimed_session(claims: dict[str, Any]) -> None:
+def _revoke_claimed_session(
+    claims: dict[str, Any], user: Any, meta: RequestMeta
+) -> None:
+    """Revoke the session a refresh token of ``user`` (or its pk) names."""
     sid = claims.get(SESSION_CLAIM)
-    if sid is not None:
-        revoke_session(sid, reason="logout")
+    if sid is not None and user is not None:
+        revoke_session(sid, user=user, reason="logout", meta=meta)
 
 
 @sensitive_variables()
@@ -368,7 +462,7 @@ def revoke_refresh_tokens(
     sessions = Session.objects.filter(user_id=user.pk)
     if keep is not None:
         sessions = sessions.exclude(public_id=keep)
-    revoked = revoke_sessions(sessions, reason=reason)
+    revoked = revoke_sessions(sessions, reason=reason, user=user)
     if not apps.is_installed("rest_framework_simplejwt.token_blacklist"):
         return revoked
     from rest_framework_simplejwt.token_blacklist.models import (

@@ -16,7 +16,7 @@ from django.views.decorators.debug import sensitive_variables
 from ... import crypto
 from ...conf import auth_settings
 from ...errors import InvalidToken, TokenExpired
-from ...models import EmailIdentity, LinkToken, OutboxEmail
+from ...models import EmailIdentity, LinkToken, OutboxEmail, Session
 
 __all__ = [
     "lifetime",
@@ -32,6 +32,7 @@ _LIFETIME_SETTINGS: dict[str, str] = {
     LinkToken.Purpose.VERIFY_EMAIL: "EMAIL_VERIFICATION_LIFETIME",
     LinkToken.Purpose.PASSWORD_RESET: "PASSWORD_RESET_LIFETIME",
     LinkToken.Purpose.EMAIL_CHANGE: "EMAIL_CHANGE_LIFETIME",
+    LinkToken.Purpose.SESSION_REVOKE: "SESSION_REVOKE_LIFETIME",
 }
 
 
@@ -49,12 +50,14 @@ def mint_link(
     email: str = "",
     outbox: OutboxEmail | None = None,
     valid_for: timedelta | None = None,
+    session: Session | None = None,
 ) -> str:
     """Mint a ``purpose`` link token for ``user``; return it, the only clear copy.
 
-    Every live token of that purpose dies first, so the newest link is the one
-    that works. Only the keyed hash is stored, with ``outbox`` (the email that
-    carries it) and ``email`` (the address an email-change link proves).
+    Every live token of that purpose dies first (of that ``session`` only, for a
+    link that signs a session out), so the newest link is the one that works.
+    Only the keyed hash is stored, with ``outbox`` (the email that carries it),
+    ``email`` (the address an email-change link proves) and ``session``.
     ``valid_for`` defaults to the purpose's lifetime setting.
     """
     token = crypto.new_link_token()
@@ -63,13 +66,14 @@ def mint_link(
         # Locking the identity serialises minting per user, so two emails
         # delivered at once cannot both leave a live token behind.
         EmailIdentity.objects.select_for_update().filter(user_id=user.pk).first()
-        supersede_links(user, purpose)
+        supersede_links(user, purpose, session=session)
         LinkToken.objects.create(
             user_id=user.pk,
             purpose=purpose,
             token_hash=crypto.keyed_hash(token),
             email=email,
             outbox=outbox,
+            session_id=None if session is None else session.public_id,
             expires_at=now + (lifetime(purpose) if valid_for is None else valid_for),
         )
     return token
@@ -148,12 +152,27 @@ def use_link(link: LinkToken, now: datetime) -> None:
     link.save(update_fields=["used_at"])
 
 
-def supersede_links(user: AbstractBaseUser | None, purpose: str | None = None) -> int:
-    """Retire ``user``'s live links (of ``purpose`` only, when given); for no user,
-    the same statement, matching nothing (equal work on every path)."""
+def supersede_links(
+    user: AbstractBaseUser | None,
+    purpose: str | None = None,
+    *,
+    session: Session | None = None,
+) -> int:
+    """Retire ``user``'s live links (of ``purpose`` and ``session`` only, when
+    given); for no user, the same statement, matching nothing (equal work on
+    every path).
+
+    With no ``purpose``, links that sign a session out survive: a password
+    changed or an address moved by whoever holds a session must not take from
+    the owner the link that ends it.
+    """
     # No user: the same UPDATE, matching nothing. django-stubs type the key as
     # auth.User; any user model works.
     links = LinkToken.objects.filter(user=cast(Any, user))
-    if purpose is not None:
+    if purpose is None:
+        links = links.exclude(purpose=LinkToken.Purpose.SESSION_REVOKE)
+    else:
         links = links.filter(purpose=purpose)
+    if session is not None:
+        links = links.filter(session_id=session.public_id)
     return links.supersede()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...models import EmailIdentity, OutboxEmail
+from ...models import EmailIdentity, OutboxEmail, Session
 from ...normalization import email_key_or_none
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "password_reset_recipient",
     "email_change_recipient",
     "welcome_recipient",
+    "new_sign_in_recipient",
 ]
 
 
@@ -65,3 +66,15 @@ def email_change_recipient(row: OutboxEmail) -> tuple[Any, str] | None:
 def welcome_recipient(row: OutboxEmail) -> Any | None:
     """The user, once active."""
     return row.user if row.user is not None and row.user.is_active else None
+
+
+def new_sign_in_recipient(row: OutboxEmail) -> tuple[EmailIdentity, Session] | None:
+    """An account that can still sign in, at its current address, and the
+    session the email is about, if it still exists (live or ended)."""
+    identity = current_identity(row)
+    if identity is None or not identity.can_sign_in:
+        return None
+    session = Session.objects.filter(
+        public_id=row.context.get("session"), user_id=identity.user_id
+    ).first()
+    return None if session is None else (identity, session)
