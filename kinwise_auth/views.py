@@ -396,7 +396,9 @@ class TokenRefreshView(AuthAPIView):
     def account_of(self, request: Request, values: dict[str, Any]) -> Any:
         # Verified first (signature, expiry, revocation): a token that is not
         # live is a 401 that spends no account's budget. Parsed once.
-        values["refresh"] = services.parse_refresh(values["refresh"])
+        values["refresh"] = services.parse_refresh(
+            values["refresh"], meta=self.meta(request)
+        )
         return services.refresh_token_user_id(values["refresh"])
 
     @sensitive_variables()

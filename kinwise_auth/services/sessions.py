@@ -215,14 +215,22 @@ def _user_for(
 
 
 @sensitive_variables()
-def parse_refresh(refresh: str) -> RefreshToken:
+def parse_refresh(refresh: str, *, meta: RequestMeta | None = None) -> RefreshToken:
     """A verified refresh token (signature, expiry, type, blacklist).
 
-    Raises :class:`TokenNotValid` otherwise.
+    Raises :class:`TokenNotValid` otherwise. A genuine token the blacklist
+    refuses may be a rotated-away one presented again (rotation blacklists the
+    token it replaces): its session is judged as :func:`refresh_session` judges
+    a replay, and revoked past ``REFRESH_REUSE_GRACE``.
     """
     try:
         return RefreshToken(refresh)  # type: ignore[arg-type]
     except TokenError:
+        # Signed, unexpired, a refresh token: the blacklist refused it.
+        claims = refresh_claims(refresh) or {}
+        sid = claims.get(SESSION_CLAIM)
+        if sid is not None:
+            _refuse(sid, str(claims.get(_jwt().JTI_CLAIM)), timezone.now(), meta)
         raise TokenNotValid() from None
 
 
@@ -299,12 +307,12 @@ def refresh_session(token: RefreshToken, *, meta: RequestMeta) -> dict[str, str]
     return {"access": str(token.access_token), "refresh": str(token)}
 
 
-def _refuse(sid: Any, jti: str, now: Any, meta: RequestMeta) -> None:
+def _refuse(sid: Any, jti: str, now: Any, meta: RequestMeta | None) -> None:
     """Raise :class:`TokenNotValid` for a token its session did not take; revoke
     the session first when the token is a replay of a rotated-away one."""
     session = Session.objects.select_related("user").filter(public_id=sid).first()
-    if session is None or session.is_revoked:
-        raise TokenNotValid()
+    if session is None or session.is_revoked or jti == session.refresh_jti:
+        raise TokenNotValid()  # the live token, blacklisted by other means
     grace = auth_settings.REFRESH_REUSE_GRACE
     if (
         jti == session.previous_jti
