@@ -1,14 +1,18 @@
 #!/usr/bin/env python
 """``make demo``: the example project's web server, Celery worker and beat in one
 terminal, on Redis and PostgreSQL when they answer, else on embedded ones (it says
-which did not), with a demo superuser. Ctrl-C stops all three.
+which did not), with a demo superuser; and the demo SPA, a static page served on
+another port that signs in through the browser transport across origins. Ctrl-C
+stops them all.
 
-Reads PORT, DEMO_DIR, DEMO_LOCAL_REDIS and DEMO_LOCAL_POSTGRES (docs/demo.md).
+Reads PORT, SPA_PORT, DEMO_DIR, DEMO_LOCAL_REDIS and DEMO_LOCAL_POSTGRES
+(docs/demo.md).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import secrets
 import signal
@@ -16,6 +20,7 @@ import socket
 import sys
 import threading
 import time
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from io import StringIO
 from pathlib import Path
 from subprocess import PIPE, STDOUT, Popen, call
@@ -42,7 +47,9 @@ CHOICES = {
 }
 DEMO_DATABASE, SUPERUSER, SUPERUSER_EMAIL = "kinwise_demo", "admin", "admin@example.com"
 TIMEOUT, STOP_TIMEOUT = 2, 10.0
-COLOURS = {"web": "32", "worker": "36", "beat": "35"}
+COLOURS = {"web": "32", "worker": "36", "beat": "35", "spa": "33"}
+# The demo SPA: its files, and where the browser transport is mounted.
+SPA_DIR, BROWSER_API = HERE / "spa", "/api/v1/auth/browser/"
 STOP, FORCE, PRINTING = threading.Event(), threading.Event(), threading.Lock()
 READERS: list[threading.Thread] = []
 
@@ -56,8 +63,9 @@ def redact(url: str) -> str:
     return maybe_sanitize_url(url) if "@" in url else url  # the password as **
 
 
-def port_problem(port: str) -> str | None:
-    """None if the web server can listen on 127.0.0.1:PORT, else what to run."""
+def port_problem(port: str, name: str = "PORT", avoid: str = "") -> str | None:
+    """None if a server can listen on 127.0.0.1:``port`` (the variable ``name``,
+    not the same as ``avoid``), else what to run."""
 
     def free(number: int) -> bool:
         with socket.socket() as sock:
@@ -68,12 +76,16 @@ def port_problem(port: str) -> str | None:
                 return False
         return True
 
+    example = {"PORT": 8001, "SPA_PORT": 5174}.get(name, 8001)
     if not port.isdigit() or not 0 < int(port) < 65536:
-        return f"PORT={port!r} is not a port number: run `make demo PORT=8001`"
-    if free(int(port)):
+        return f"{name}={port!r} is not a port number: run `make demo {name}={example}`"
+    if port != avoid and free(int(port)):
         return None
-    spare = next((p for p in range(int(port) + 1, 65536) if free(p)), 8001)
-    return f"port {port} is taken: run `make demo PORT={spare}`"
+    spare = next(
+        (p for p in range(int(port) + 1, 65536) if str(p) != avoid and free(p)),
+        example,
+    )
+    return f"port {port} is taken: run `make demo {name}={spare}`"
 
 
 def create_demo_database(user: str) -> None:
@@ -84,6 +96,21 @@ def create_demo_database(user: str) -> None:
         query = "SELECT 1 FROM pg_database WHERE datname = %s"
         if not db.execute(query, [DEMO_DATABASE]).fetchone():
             db.execute(f'CREATE DATABASE "{DEMO_DATABASE}"')
+
+
+def spa_origins(spa_port: str) -> list[str]:
+    """The demo SPA's origins: it may be opened under either host name."""
+    return [f"http://{host}:{spa_port}" for host in ("localhost", "127.0.0.1")]
+
+
+def trust_spa(configured: set[str], spa_port: str) -> None:
+    """Let the demo SPA call the API with its cookies: its origins join CORS's
+    allowed origins and CSRF's trusted ones (in os.environ, which the processes
+    inherit), after the configured ones, if any."""
+    for name in ("CORS_ALLOWED_ORIGINS", "CSRF_TRUSTED_ORIGINS"):
+        listed = os.environ.get(name, "") if name in configured else ""
+        origins = [o.strip() for o in listed.split(",") if o.strip()]
+        os.environ[name] = ",".join(dict.fromkeys([*origins, *spa_origins(spa_port)]))
 
 
 def choose_services(port: str) -> tuple[set[str], list[str]]:
@@ -145,7 +172,7 @@ def ensure_superuser() -> str:
     return f"{SUPERUSER_EMAIL}  password {password}   ({state})"
 
 
-def banner(port: str, superuser: str, notes: list[str]) -> None:
+def banner(port: str, spa_port: str, superuser: str, notes: list[str]) -> None:
     base, db = f"http://127.0.0.1:{port}", settings.DATABASES["default"]
     engine = str(db["ENGINE"]).rsplit(".", 1)[-1]
     engine = {"sqlite3": "SQLite", "postgresql": "PostgreSQL"}.get(engine, engine)
@@ -157,6 +184,8 @@ def banner(port: str, superuser: str, notes: list[str]) -> None:
         "",
         "kinwise-auth example project",
         f"  Demo      {base}/   <- open this in a browser",
+        f"  SPA       http://localhost:{spa_port}/   (another origin: the browser "
+        f"transport at http://localhost:{port}{BROWSER_API})",
         f"  Mailbox   {base}/dev/mailbox/",
         f"  API       {base}/api/v1/auth/   (try POST {base}/api/v1/auth/register/)",
         f"  API docs  {base}/api/docs/   (OpenAPI schema at {base}/api/schema/)",
@@ -175,21 +204,70 @@ def banner(port: str, superuser: str, notes: list[str]) -> None:
         say(line, prefix="")
 
 
+def tag(name: str) -> str:
+    """The prefix of a process's lines: its name, coloured on a terminal."""
+    text = f"{name:<6} | "
+    if sys.stdout.isatty() and not os.environ.get("NO_COLOR"):
+        text = f"\033[{COLOURS[name]};1m{text}\033[0m"
+    return text
+
+
 def start(name: str, *argv: str) -> Popen[bytes]:
     """``argv`` in a process group of its own (Ctrl-C reaches only the demo, which
     stops each process); a thread copies its output, each line tagged."""
     process = Popen(argv, cwd=HERE, stdout=PIPE, stderr=STDOUT, start_new_session=True)
-    tag = f"{name:<6} | "
-    if sys.stdout.isatty() and not os.environ.get("NO_COLOR"):
-        tag = f"\033[{COLOURS[name]};1m{tag}\033[0m"
+    prefix = tag(name)
 
     def copy() -> None:
         for raw in process.stdout or ():
-            say(raw.decode("utf-8", "replace").rstrip("\r\n"), tag)
+            say(raw.decode("utf-8", "replace").rstrip("\r\n"), prefix)
 
     READERS.append(threading.Thread(target=copy, daemon=True))
     READERS[-1].start()
     return process
+
+
+class SpaFiles(SimpleHTTPRequestHandler):
+    """The demo SPA's files (``spa/``), plus ``config.js``: where its API is, on
+    the host name the page was opened under (localhost or 127.0.0.1), so that
+    page and API are the same site and the refresh cookie's SameSite=Lax holds."""
+
+    api_port = "8000"
+
+    def do_GET(self) -> None:
+        if self.path.split("?", 1)[0] != "/config.js":
+            return super().do_GET()
+        body = (
+            "// Served by run_demo.py: the API's browser transport, on this page's\n"
+            "// host name and the demo's web port.\n"
+            "window.KINWISE_API = `${location.protocol}//${location.hostname}:"
+            f"{self.api_port}{BROWSER_API}`;\n"
+        ).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/javascript; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+        return None
+
+    def end_headers(self) -> None:
+        self.send_header("Cache-Control", "no-store")  # edits show on a reload
+        super().end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        say(f"{self.address_string()} {format % args}", tag("spa"))
+
+
+def serve_spa(spa_port: str, port: str) -> ThreadingHTTPServer:
+    """The demo SPA on 127.0.0.1:``spa_port``, from a thread of this process."""
+    handler = type("Files", (SpaFiles,), {"api_port": port})
+    server = ThreadingHTTPServer(
+        ("127.0.0.1", int(spa_port)),
+        functools.partial(handler, directory=str(SPA_DIR)),
+    )
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
 
 
 def supervise(children: dict[str, Popen[bytes]]) -> str | None:
@@ -220,10 +298,12 @@ def supervise(children: dict[str, Popen[bytes]]) -> str | None:
 def main() -> int:
     os.chdir(HERE)
     port = os.environ.get("PORT") or "8000"
-    if problem := port_problem(port):
+    spa_port = os.environ.get("SPA_PORT") or "5173"
+    if problem := port_problem(port) or port_problem(spa_port, "SPA_PORT", port):
         say(problem)
         return 2
     configured, notes = choose_services(port)
+    trust_spa(configured, spa_port)
     url, options = settings.CELERY_BROKER_URL, settings.CELERY_BROKER_TRANSPORT_OPTIONS
     try:  # a configured broker must answer (filesystem:// and memory:// always do)
         with Connection(url, connect_timeout=TIMEOUT, transport_options=options) as c:
@@ -243,8 +323,14 @@ def main() -> int:
         superuser = "none in your DATABASE_URL (python manage.py createsuperuser)"
     else:
         superuser = ensure_superuser()
-    banner(port, superuser, notes)
+    banner(port, spa_port, superuser, notes)
 
+    try:
+        spa = serve_spa(spa_port, port)
+    except OSError as exc:  # taken since the check above
+        say(f"the SPA cannot listen on port {spa_port}: {exc}")
+        say("Run `make demo SPA_PORT=...` with a free port.")
+        return 2
     for signum in (signal.SIGINT, signal.SIGTERM):  # supervise() acts on them
         signal.signal(signum, lambda *_: (FORCE if STOP.is_set() else STOP).set())
     celery = (sys.executable, "-m", "celery", "-A", "config")
@@ -254,7 +340,12 @@ def main() -> int:
         "beat": [*celery, "beat", "-l", "info"],
     }
     children = {name: start(name, *argv) for name, argv in commands.items()}
-    if exited := supervise(children):
+    try:
+        exited = supervise(children)
+    finally:
+        spa.shutdown()
+        spa.server_close()
+    if exited:
         say(f"stopped ({exited} exited with status {children[exited].returncode}).")
         return 1
     say("stopped.")

@@ -29,7 +29,7 @@ from rest_framework.response import Response
 from rest_framework_simplejwt import settings as jwt_settings
 
 from .conf import auth_settings
-from .errors import AuthError, TokenNotValid
+from .errors import AuthError, TokenJustRotated, TokenNotValid
 from .views import AuthAPIView, LogoutView
 
 __all__ = ["CsrfFailed", "BrowserTransport", "CsrfView", "browser_view"]
@@ -91,6 +91,12 @@ class BrowserTransport:
             data = {"refresh": token}
         return super().handle(request, data)  # type: ignore[misc]
 
+    def handle_exception(self, exc: Exception) -> Any:
+        # Another tab's refresh rotated the token a moment ago: the cookie this
+        # browser now holds is the new one, so it stays.
+        self._keep_cookie = isinstance(exc, TokenJustRotated)
+        return super().handle_exception(exc)  # type: ignore[misc]
+
     @sensitive_variables()
     def finalize_response(
         self, request: Request, response: Any, *args: Any, **kwargs: Any
@@ -102,7 +108,11 @@ class BrowserTransport:
         if isinstance(data, dict) and "refresh" in data:
             # Not rendered yet: the body is rendered from ``data`` later.
             set_refresh_cookies(request, response, str(data.pop("refresh")))
-        elif self.signed_out or (self.takes_refresh and response.status_code == 401):
+        elif self.signed_out or (
+            self.takes_refresh
+            and response.status_code == 401
+            and not getattr(self, "_keep_cookie", False)
+        ):
             clear_refresh_cookies(request, response)
         return response
 

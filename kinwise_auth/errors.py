@@ -17,6 +17,7 @@ __all__ = [
     "InvalidCredentials",
     "EmailNotVerified",
     "TokenNotValid",
+    "TokenJustRotated",
     "InvalidToken",
     "TokenExpired",
     "RateLimited",
@@ -80,6 +81,13 @@ class TokenNotValid(AuthError):
     code = "token_not_valid"
     status = 401
     default_detail = _("Token is invalid or expired.")
+
+
+class TokenJustRotated(TokenNotValid):
+    """A refresh token rotated away within ``REFRESH_REUSE_GRACE``: another tab
+    refreshed first. The session lives on; the answer is still 401
+    ``token_not_valid``, but the browser transport keeps its cookie, which
+    already holds the new token."""
 
 
 class EmailTaken(AuthError):

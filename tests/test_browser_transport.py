@@ -270,3 +270,23 @@ def test_the_app_transport_is_unchanged(alice: Any) -> None:
     assert response.status_code == 200
     assert response.json()["refresh"]
     assert not response.cookies
+
+
+@pytest.mark.parametrize(
+    "rotation", [{"ROTATE_REFRESH_TOKENS": True}, ROTATE], ids=["rotation", "blacklist"]
+)
+def test_a_tab_that_lost_the_refresh_race_keeps_the_new_cookie(
+    browser: APIClient, alice: Any, settings: Any, rotation: dict[str, Any]
+) -> None:
+    """Two tabs refresh at once with one cookie; the one answered second must
+    not clear the cookie the first just rotated, or the user is signed out."""
+    settings.SIMPLE_JWT = rotation
+    old = sign_in(browser).cookies["kinwise_refresh"].value
+    assert browser.post(REFRESH_PATH, format="json").status_code == 200
+    browser.cookies["kinwise_refresh"] = old  # the slower tab's request
+
+    late = browser.post(REFRESH_PATH, format="json")
+
+    assert late.status_code == 401
+    assert "kinwise_refresh" not in late.cookies
+    assert not Session.objects.get().is_revoked

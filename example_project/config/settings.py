@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 import environ  # type: ignore[import-untyped]
 from celery.schedules import crontab
+from corsheaders.defaults import default_headers
 from django.core.exceptions import ImproperlyConfigured
 from kombu import Queue
 
@@ -46,7 +47,15 @@ if not DEBUG and SECRET_KEY == _DEV_SECRET_KEY:
     )
 
 ALLOWED_HOSTS: list[str] = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1"])
-CSRF_TRUSTED_ORIGINS: list[str] = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+# The demo SPA's origins: `make demo` serves it on another port (run_demo.py,
+# SPA_PORT). In development they are trusted by default, for CORS and for the
+# browser transport's CSRF check; in production nothing is, unless listed.
+_DEMO_SPA_ORIGINS = ["http://localhost:5173", "http://127.0.0.1:5173"]
+# Origins (scheme://host[:port]) whose unsafe requests pass Django's CSRF check:
+# the admin behind HTTPS, and an SPA on another origin using the browser transport.
+CSRF_TRUSTED_ORIGINS: list[str] = env.list(
+    "CSRF_TRUSTED_ORIGINS", default=_DEMO_SPA_ORIGINS if DEBUG else []
+)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -205,6 +214,14 @@ KINWISE_AUTH = {
     # EMAIL_TIMEOUT below: 3 x 10 s + 15 s.
     "OUTBOX_CLAIM_TIMEOUT": env.int("OUTBOX_CLAIM_TIMEOUT", default=None),
     "OUTBOX_REDRIVE_AFTER": env.int("OUTBOX_REDRIVE_AFTER", default=60),
+    # The browser transport's refresh-token cookies (HttpOnly, docs/spa.md).
+    # Browsers keep a Secure cookie from http://localhost (and 127.0.0.1) too;
+    # REFRESH_COOKIE_SECURE=false only for plain HTTP on another host name.
+    "BROWSER_REFRESH_COOKIE": {
+        "secure": env.bool("REFRESH_COOKIE_SECURE", default=True),
+        "samesite": env.str("REFRESH_COOKIE_SAMESITE", default="Lax"),
+        "domain": env.str("REFRESH_COOKIE_DOMAIN", default="") or None,
+    },
 }
 
 # django-ratelimit: the limits live in the shared cache above.
@@ -216,8 +233,13 @@ RATELIMIT_USE_CACHE = "default"
 # ---------------------------------------------------------------------------
 
 CORS_ALLOWED_ORIGINS: list[str] = env.list(
-    "CORS_ALLOWED_ORIGINS", default=["http://localhost:3000"]
+    "CORS_ALLOWED_ORIGINS", default=_DEMO_SPA_ORIGINS if DEBUG else []
 )
+# The browser transport's fetch() calls send cookies (credentials: "include"):
+# the refresh-token cookie and the csrftoken cookie. The X-CSRFToken header they
+# carry is among django-cors-headers' default allowed headers.
+CORS_ALLOW_CREDENTIALS = True
+CORS_ALLOW_HEADERS = (*default_headers,)
 
 # ---------------------------------------------------------------------------
 # Email (sent by the Celery worker)

@@ -1,5 +1,7 @@
-"""URLs of the example project: the auth API under ``/api/v1/auth/``, the admin
-under ``/admin/`` (its sign-in rate-limited, see ``config.admin_login``)."""
+"""URLs of the example project: the auth API under ``/api/v1/auth/`` (the app
+transport, tokens in JSON) and ``/api/v1/auth/browser/`` (the browser transport,
+the refresh token in an HttpOnly cookie: docs/spa.md), the admin under
+``/admin/`` (its sign-in rate-limited, see ``config.admin_login``)."""
 
 from __future__ import annotations
 
@@ -15,6 +17,8 @@ urlpatterns: list[URLPattern | URLResolver] = [
     # Before the admin's own login/ (same path): its sign-in, rate-limited.
     path("admin/login/", admin_login),
     path("admin/", admin.site.urls),
+    # The browser transport (docs/spa.md): the demo page and the demo SPA use it.
+    path("api/v1/auth/browser/", include("kinwise_auth.urls.browser")),
     path("api/v1/auth/", include("kinwise_auth.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),

@@ -25,7 +25,8 @@ def page(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "demo/page.html",
-        {"api": reverse("kinwise_auth:register").removesuffix("register/")},
+        # The browser transport: the refresh token in an HttpOnly cookie.
+        {"api": reverse("kinwise_auth_browser:csrf").removesuffix("csrf/")},
     )
 
 

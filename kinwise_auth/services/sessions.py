@@ -32,7 +32,7 @@ from rest_framework_simplejwt.tokens import RefreshToken
 
 from .. import audit
 from ..conf import auth_settings
-from ..errors import InvalidToken, TokenNotValid
+from ..errors import InvalidToken, TokenJustRotated, TokenNotValid
 from ..models import Session
 from . import notices
 from .devices import device_label, network_of
@@ -319,7 +319,7 @@ def _refuse(sid: Any, jti: str, now: Any, meta: RequestMeta | None) -> None:
         and session.rotated_at is not None
         and now - session.rotated_at <= grace
     ):
-        raise TokenNotValid()  # a concurrent refresh (two tabs) rotated it just now
+        raise TokenJustRotated()  # a concurrent refresh (two tabs) rotated it
     with transaction.atomic():
         audit.record(
             "session_reused",

@@ -5,9 +5,11 @@ servers, then the whole journey clicked through the demo page in headless Chromi
 project, and runs ``run_demo.py``, here pointed at closed ports for Redis and
 PostgreSQL, so it falls back to SQLite, kombu's filesystem broker and a file cache
 (in a temporary ``DEMO_DIR``), and starts web, worker and beat. The page calls the
-real API; the worker's emails land in the dev mailbox, whose panel on the page shows
-them with working links. Nothing is mocked. Screenshots of each step are saved
-under ``artifacts/screenshots/`` (see the README).
+real API, through its browser transport: the refresh token only ever in an
+HttpOnly cookie, the access token in memory, the session restored on a reload.
+The worker's emails land in the dev mailbox, whose panel on the page shows them
+with working links. Nothing is mocked. Screenshots of each step are saved under
+``artifacts/screenshots/`` (see the README).
 
 Besides the journey, what a newcomer meets when something goes wrong: each form
 shows its own answer right under it (a field error by field, an error's detail and
@@ -16,11 +18,13 @@ or reset link, requested from the page), and a rate-limited form says how long t
 wait, from the ``Retry-After`` header.
 
 Debian's Chromium (``/usr/bin/chromium``) drives it through Playwright; under
-``CI=true`` a missing browser fails the run, elsewhere the test skips.
+``CI=true`` a missing browser fails the run, elsewhere the test skips (see
+:mod:`tests.browser.chromium`).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Iterator
@@ -29,8 +33,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.browser.chromium import chromium, shot
 from tests.support.example_project import demo_env
-from tests.support.gate import unavailable
 from tests.support.http import OPENER, status_of
 from tests.support.processes import REPO_ROOT, CollectedProcess
 from tests.support.waiting import wait_until
@@ -38,9 +42,6 @@ from tests.support.waiting import wait_until
 if TYPE_CHECKING:
     from playwright.sync_api import Locator, Page
 
-SCREENSHOTS = REPO_ROOT / "artifacts" / "screenshots"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 # Seconds: a first run creates .venv and installs from the package index.
 START_TIMEOUT = 600.0
 MAIL_TIMEOUT = 30.0
@@ -98,27 +99,10 @@ def demo(tmp_path: Path) -> Iterator[tuple[DemoProcess, str]]:
 
 @pytest.fixture
 def browser_page() -> Iterator[Page]:
-    if not Path(CHROMIUM).exists():
-        unavailable("browser test", f"{CHROMIUM} is missing (apt-get install chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        unavailable("browser test", "playwright is not installed")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
-        )
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 1000})
-            page.set_default_timeout(15_000)
-            yield page
-        finally:
-            browser.close()
-
-
-def shot(page: Page, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        page.set_default_timeout(15_000)
+        yield page
 
 
 def wait_for_mail(page: Page, to: str, subject: str, count: int = 1) -> Locator:
@@ -208,11 +192,32 @@ def assert_wait_shown(page: Page, form: str) -> None:
         )
 
 
+def ready(page: Page) -> None:
+    """Until the page, just loaded, has restored the session (or found none) and
+    acted on the token of the link it was opened from: its calls are logged."""
+    page.wait_for_function("document.body.dataset.ready === 'yes'")
+
+
+def open_page(page: Page, url: str) -> None:
+    page.goto(url)
+    ready(page)
+
+
 def link_done(page: Page) -> None:
     """Until the page has acted on the token of the link it was opened from."""
+    ready(page)
     page.wait_for_function(
         "!document.querySelector('#link-title').textContent.endsWith('…')"
     )
+
+
+def refresh_cookies(page: Page) -> list[dict[str, object]]:
+    """The browser's refresh-token cookies (kinwise_refresh, kinwise_refresh_logout)."""
+    return [
+        dict(cookie)
+        for cookie in page.context.cookies()
+        if cookie["name"].startswith("kinwise_refresh")
+    ]
 
 
 def test_the_whole_journey_in_the_browser(
@@ -225,7 +230,10 @@ def test_the_whole_journey_in_the_browser(
     assert "Database  SQLite" in out, out
     assert f"Demo      {base}/" in out, out
     page = browser_page
-    page.goto(f"{base}/")
+    open_page(page, f"{base}/")
+    # No session yet: the page asked csrf/, then token/refresh/ (401, no cookie).
+    assert page.locator("#session-state").inner_text() == "no"
+    assert "→ 401" in last_answer(page) and "token/refresh/" in last_answer(page)
     shot(page, "01-demo-page")
 
     # A refused registration: the field's message right under the register form.
@@ -311,18 +319,33 @@ def test_the_whole_journey_in_the_browser(
     )
     shot(page, "04a-wrong-code")
     answer = submit(page, "otp-verify-form", "Sign in", email=ALICE, code=code.group(1))
-    assert "→ 200" in answer and '"refresh"' in answer, answer
+    # The access token in the answer; the refresh token only in HttpOnly cookies.
+    assert "→ 200" in answer and '"access"' in answer, answer
+    assert '"refresh"' not in answer, answer
     assert beside(page, "otp-verify-form") == f"Done (200): Signed in as {ALICE}."
     assert page.locator("#session-state").inner_text() == "yes"
+    cookies = refresh_cookies(page)
+    assert {c["name"] for c in cookies} == {"kinwise_refresh", "kinwise_refresh_logout"}
+    assert all(c["httpOnly"] and c["sameSite"] == "Lax" for c in cookies), cookies
+    assert "kinwise_refresh" not in page.evaluate("document.cookie")
+    assert page.evaluate("JSON.stringify(localStorage)").count("eyJ") == 0
     shot(page, "04-signed-in-by-code")
 
-    # me/, refresh, logout; the logged-out refresh token is refused.
+    # A reload forgets the access token; the refresh cookie restores the session.
+    with page.expect_response(lambda r: r.url.endswith("/token/refresh/")) as restored:
+        page.reload()
+    assert restored.value.status == 200
+    ready(page)
+    assert page.locator("#session-state").inner_text() == "yes"
+
+    # me/, refresh, logout; the cookie is gone then, so a refresh is refused.
     answer = click(page, "Who am I (me/)")
     assert "→ 200" in answer and f'"email": "{ALICE}"' in answer, answer
     answer = click(page, "Refresh the token")
     assert "→ 200" in answer and '"access"' in answer, answer
     answer = click(page, "Log out")
     assert "→ 205" in answer, answer
+    assert refresh_cookies(page) == []  # cleared by the answer
     answer = click(page, "Refresh the token")
     assert "→ 401" in answer and '"code": "token_not_valid"' in answer, answer
     assert beside(page, "session-buttons").startswith("Refused (401):")
@@ -344,6 +367,7 @@ def test_the_whole_journey_in_the_browser(
     mail = wait_for_mail(page, ALICE, "Reset your KinWise demo password")
     mail.locator("a").first.click()
     page.wait_for_url(re.compile(r"/reset-password\?token="))
+    ready(page)
     reset_link = page.url
     answer = submit(
         page,
@@ -371,7 +395,7 @@ def test_the_whole_journey_in_the_browser(
     shot(page, "06-password-reset")
 
     # The used reset link: it says so, and offers a new one.
-    page.goto(reset_link)
+    open_page(page, reset_link)
     answer = submit(
         page,
         "reset-confirm-form",
@@ -459,15 +483,21 @@ def test_the_whole_journey_in_the_browser(
     shot(page, "08-mailbox")
 
     # The API docs the page links to: Swagger UI, served without a CDN.
-    page.goto(f"{base}/")
+    open_page(page, f"{base}/")
     page.get_by_role("link", name="API docs").click()
     page.wait_for_selector(".swagger-ui .opblock")
-    # One block per operation: 20 (verify-email has GET and POST).
-    assert page.locator(".swagger-ui .opblock").count() == 20
+    # One block per operation of the schema: both transports, the app's 21
+    # (verify-email has GET and POST) and the browser's 22 (with csrf/).
+    with OPENER.open(f"{base}/api/schema/?format=json", timeout=10) as answer:
+        paths = json.load(answer)["paths"]
+    methods = {"get", "post", "put", "patch", "delete"}
+    operations = sum(len(methods & set(item)) for item in paths.values())
+    assert operations == 43, sorted(paths)
+    assert page.locator(".swagger-ui .opblock").count() == operations
     shot(page, "09-api-docs")
 
     # A link a newer one replaced: it says so; a new link, asked from there, works.
-    page.goto(f"{base}/")
+    open_page(page, f"{base}/")
     answer = submit(
         page,
         "register-form",
@@ -504,7 +534,7 @@ def test_the_whole_journey_in_the_browser(
     shot(page, "11-new-link-verified")
 
     # Registering again and again: the register form says how long to wait.
-    page.goto(f"{base}/")
+    open_page(page, f"{base}/")
     for attempt in range(MAX_REGISTRATIONS):
         answer = submit(
             page,

@@ -58,9 +58,10 @@ def example_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
 def demo_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
     """The demo launcher's environment: no database, broker or cache configured
     (it chooses), local Redis and PostgreSQL pointed at closed ports, its files
-    under ``tmp_path/demo``, a spare web port."""
+    under ``tmp_path/demo``, a spare web port and a spare port for its SPA."""
     defaults = {
         "PORT": str(free_port()),
+        "SPA_PORT": str(free_port()),
         "DEMO_DIR": str(tmp_path / "demo"),
         "DEMO_LOCAL_REDIS": f"redis://127.0.0.1:{free_port()}",
         "DEMO_LOCAL_POSTGRES": f"127.0.0.1:{free_port()}",
