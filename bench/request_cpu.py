@@ -17,7 +17,9 @@ The overhead figures use the tests' fast hasher (MD5) everywhere; the endpoints
 that hash a password are then timed again with Django's default PBKDF2 and
 reported apart. Emails go to an in-memory broker (nothing delivers them, as in a
 web process); rate limits are off. ``BENCH_ROUNDS`` (default 200) and
-``BENCH_SLOW_ROUNDS`` (default 8) set the rounds.
+``BENCH_SLOW_ROUNDS`` (default 8) set the rounds. ``BENCH_ONLY``, a
+comma-separated list of endpoints as printed (``login/,me/``), times only those
+beside the two baselines; unset, every endpoint.
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ from kinwise_auth.models import AuthEvent  # noqa: E402
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "200"))
 SLOW_ROUNDS = int(os.environ.get("BENCH_SLOW_ROUNDS", "8"))
+ONLY = {name.strip() for name in os.environ.get("BENCH_ONLY", "").split(",")} - {""}
 WARMUP = 10
 
 
@@ -142,6 +145,9 @@ class Case:
     wall: list[float] = field(default_factory=list)
 
 
+BASELINES = ("baseline A", "baseline B")
+
+
 def baseline(name: str, url: str) -> Case:
     """A bare view, called with the standing account's address."""
 
@@ -162,12 +168,16 @@ def endpoint(ep: Endpoint) -> Case:
 
 
 def cases() -> list[Case]:
-    """Every endpoint of the API contract and the two baselines."""
-    return [
+    """Every endpoint of the API contract (or those ``BENCH_ONLY`` names) and
+    the two baselines."""
+    every = [
         baseline("baseline A", "/bench/a/"),
         baseline("baseline B", "/bench/b/"),
         *(endpoint(ep) for ep in ENDPOINTS),
     ]
+    if unknown := ONLY - {case.name for case in every}:
+        raise SystemExit(f"BENCH_ONLY: no such endpoint: {', '.join(sorted(unknown))}")
+    return [c for c in every if not ONLY or c.name in ONLY or c.name in BASELINES]
 
 
 def call(client: APIClient, case: Case, acc: Accounts, record: bool) -> None:
