@@ -36,6 +36,10 @@ DEFAULTS: dict[str, Any] = {
     # (IPv4 /24, IPv6 /48) their account has not used within NEW_DEVICE_WINDOW.
     "NEW_SIGN_IN_EMAIL": True,
     "NEW_DEVICE_WINDOW": timedelta(days=90),
+    # Two-step sign-in: how long the mfa_token of a sign-in waiting for its
+    # second factor lives, and how many wrong codes kill it.
+    "MFA_CHALLENGE_LIFETIME": timedelta(minutes=5),
+    "MFA_MAX_ATTEMPTS": 5,
     # Revoke every other refresh token of a user who changes their password.
     "REVOKE_REFRESH_ON_PASSWORD_CHANGE": True,
     # account/delete/: "delete" the user, or "deactivate" it and scrub its fields.
@@ -81,6 +85,9 @@ DEFAULTS: dict[str, Any] = {
         "reauthenticate": {"ip": "30/m", "account": "10/10m"},
         "session_revoke_confirm": {"ip": "30/m", "account": "10/10m"},
         "csrf": {"ip": "60/m"},
+        "mfa": {"ip": "30/m", "account": "20/10m"},
+        "mfa_authenticate": {"ip": "10/m", "account": "10/10m"},
+        "reauthentication_code": {"ip": "5/10m", "account": "3/10m"},
     },
     "RATE_LIMIT_FAIL_OPEN": True,
     # The browser transport's refresh cookie (always HttpOnly). "domain": None
@@ -136,6 +143,7 @@ DURATION_KEYS = (
     "EMAIL_CHANGE_LIFETIME",
     "SESSION_REVOKE_LIFETIME",
     "NEW_DEVICE_WINDOW",
+    "MFA_CHALLENGE_LIFETIME",
     "LOGIN_CODE_LIFETIME",
     "OUTBOX_CLAIM_TIMEOUT",
     "OUTBOX_REDRIVE_AFTER",

@@ -17,9 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
-from django.apps import apps
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.mail import EmailMultiAlternatives
@@ -27,14 +25,16 @@ from django.db import transaction
 from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy as _lazy
 from django.utils.translation import ngettext
 from django.views.decorators.debug import sensitive_variables
 
 from . import outbox
 from .conf import auth_settings
-from .models import LinkToken, OutboxEmail, Session
+from .models import LinkToken, LoginCode, OutboxEmail, Session
 from .services import secrets
 from .services.secrets import recipients
+from .site import site_name
 
 __all__ = [
     "TRANSIENT_ERRORS",
@@ -87,23 +87,6 @@ class _Email:
     template: str
     recipient: str
     context: dict[str, Any] = field(default_factory=dict)
-
-
-def site_name() -> str:
-    """``SITE_NAME``; unset, the current Site's name where the sites framework is
-    installed and ``SITE_ID`` set, else ``FRONTEND_URL``'s host: an adopter's
-    emails never carry another product's name."""
-    configured = auth_settings.SITE_NAME
-    if configured:
-        return str(configured)
-    if apps.is_installed("django.contrib.sites") and getattr(settings, "SITE_ID", None):
-        from django.contrib.sites.models import Site
-
-        try:
-            return str(Site.objects.get_current().name)
-        except Site.DoesNotExist:
-            pass
-    return urlsplit(str(auth_settings.FRONTEND_URL or "")).hostname or ""
 
 
 def build_link(path_template: str, token: str) -> str:
@@ -220,6 +203,24 @@ def _login_code(row: OutboxEmail) -> EmailMultiAlternatives | None:
 
 
 @sensitive_variables()
+def _reauthentication_code(row: OutboxEmail) -> EmailMultiAlternatives | None:
+    identity = recipients.login_code_recipient(row)
+    if identity is None:
+        return None  # the account may no longer sign in: nothing to confirm
+    code = secrets.mint_login_code(
+        user=identity.user,
+        outbox=row,
+        ip=row.context.get("ip"),
+        purpose=LoginCode.Purpose.REAUTHENTICATE,
+    )
+    lifetime = auth_settings.LOGIN_CODE_LIFETIME
+    context = {"code": code, "expires_in": lifetime_phrase(lifetime)}
+    return _render(
+        _Email("reauthentication_code", row.recipient, context), identity.user
+    )
+
+
+@sensitive_variables()
 def _password_reset(row: OutboxEmail) -> EmailMultiAlternatives | None:
     identity = recipients.password_reset_recipient(row)
     if identity is None:
@@ -255,12 +256,18 @@ def _new_sign_in(row: OutboxEmail) -> EmailMultiAlternatives | None:
     return _render(_Email("new_sign_in", row.recipient, context), identity.user)
 
 
+_FACTOR_LABELS = {
+    "password": _lazy("password"),
+    "code": _lazy("emailed code"),
+    "totp": _lazy("authenticator app"),
+    "recovery_code": _lazy("recovery code"),
+}
+
+
 def _method_label(method: str) -> str:
-    """How a session signed in, as a person reads it."""
-    try:
-        return str(Session.Method(method).label)
-    except ValueError:
-        return method  # a method of a later release, or a host's own
+    """How a session signed in, as a person reads it: "password + authenticator
+    app". A factor of a later release, or a host's own, reads as its name."""
+    return " + ".join(str(_FACTOR_LABELS.get(part, part)) for part in method.split("+"))
 
 
 def _notice(template: str) -> Callable[[OutboxEmail], EmailMultiAlternatives | None]:
@@ -285,4 +292,6 @@ BUILDERS: dict[str, Callable[[OutboxEmail], EmailMultiAlternatives | None]] = {
     Kind.SIGN_IN_ATTEMPTS: _notice("sign_in_attempts"),
     Kind.SESSION_REUSED: _notice("session_reused"),
     Kind.NEW_SIGN_IN: _new_sign_in,
+    Kind.MFA_CHANGED: _notice("mfa_changed"),
+    Kind.REAUTHENTICATION_CODE: _reauthentication_code,
 }

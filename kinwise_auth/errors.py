@@ -25,6 +25,9 @@ __all__ = [
     "RequestTooLarge",
     "EmailTaken",
     "PasswordRejected",
+    "FactorNotFound",
+    "MfaSetupRequired",
+    "MfaRequiredFirst",
 ]
 
 
@@ -128,6 +131,15 @@ class ReauthenticationRequired(AuthError):
     default_detail = _("Confirm it is you first.")
     methods: tuple[str, ...] = ("password",)
 
+    def __init__(
+        self,
+        detail: str | Promise | None = None,
+        methods: tuple[str, ...] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        if methods is not None:
+            self.methods = methods
+
 
 class SessionNotFound(AuthError):
     """No live session of the caller's has this id."""
@@ -135,6 +147,29 @@ class SessionNotFound(AuthError):
     code = "not_found"
     status = 404
     default_detail = _("No such session.")
+
+
+class FactorNotFound(AuthError):
+    """The account has no such second factor enabled."""
+
+    code = "not_found"
+    status = 404
+    default_detail = _("Two-step sign-in with this method is not enabled.")
+
+
+class MfaSetupRequired(AuthError):
+    """No authenticator set-up under way (never started, confirmed, or older
+    than ten minutes)."""
+
+    code = "mfa_setup_required"
+    default_detail = _("Start the authenticator set-up again.")
+
+
+class MfaRequiredFirst(AuthError):
+    """Recovery codes go with a second factor: enable one first."""
+
+    code = "mfa_not_enabled"
+    default_detail = _("Enable an authenticator app first.")
 
 
 class PasswordRejected(AuthError):

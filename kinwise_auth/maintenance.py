@@ -9,7 +9,7 @@ from django.db.models import Model, ProtectedError, QuerySet, RestrictedError
 from django.utils import timezone
 
 from .conf import auth_settings
-from .models import AuthEvent, LinkToken, LoginCode, OutboxEmail
+from .models import AuthEvent, LinkToken, LoginCode, MfaChallenge, OutboxEmail
 
 __all__ = ["purge_expired"]
 
@@ -52,8 +52,9 @@ def _delete_in_batches(queryset: QuerySet[Model], batch: int) -> int:
 
 
 def purge_expired() -> dict[str, int]:
-    """Delete expired link tokens, finished outbox rows, audit rows past retention
-    and pending accounts past ``PENDING_ACCOUNT_LIFETIME``.
+    """Delete expired link tokens, codes and sign-in challenges, finished outbox
+    rows, audit rows past retention and pending accounts past
+    ``PENDING_ACCOUNT_LIFETIME``.
 
     Outbox rows hold addresses, so they go once ``OUTBOX_RETENTION`` has passed;
     failed rows too, after the same time for an operator to see them. A pending
@@ -73,6 +74,9 @@ def purge_expired() -> dict[str, int]:
         ),
         "login_codes": _delete_in_batches(
             LoginCode.objects.filter(expires_at__lt=now), batch
+        ),
+        "mfa_challenges": _delete_in_batches(
+            MfaChallenge.objects.filter(expires_at__lt=now), batch
         ),
         "outbox_emails": _delete_in_batches(
             OutboxEmail.objects.filter(

@@ -17,6 +17,9 @@ __all__ = [
     "LinkToken",
     "LoginCode",
     "Session",
+    "Authenticator",
+    "RecoveryCode",
+    "MfaChallenge",
     "OutboxEmail",
     "AuthEvent",
 ]
@@ -174,11 +177,16 @@ class LinkToken(OneTimeSecret):
 
 
 class LoginCode(OneTimeSecret):
-    """A one-time sign-in code, stored only as a keyed hash bound to its user.
+    """A one-time emailed code, stored only as a keyed hash bound to its user
+    and purpose: a sign-in code never reauthenticates, nor the reverse.
 
     Single use; dies after ``LOGIN_CODE_MAX_ATTEMPTS`` wrong guesses; superseded by
-    the next code minted for the same user.
+    the next code of the same purpose minted for the same user.
     """
+
+    class Purpose(models.TextChoices):
+        SIGN_IN = "sign_in", _("sign-in")
+        REAUTHENTICATE = "reauthenticate", _("reauthentication")
 
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -186,6 +194,13 @@ class LoginCode(OneTimeSecret):
         related_name="kinwise_login_codes",
     )
     code_hash = models.CharField(_("code hash"), max_length=64)
+    purpose = models.CharField(
+        _("purpose"),
+        max_length=16,
+        choices=Purpose.choices,
+        default=Purpose.SIGN_IN,
+        db_default=Purpose.SIGN_IN,
+    )
     outbox = models.ForeignKey(
         "OutboxEmail",
         on_delete=models.SET_NULL,
@@ -231,7 +246,7 @@ class Session(models.Model):
         on_delete=models.CASCADE,
         related_name="kinwise_sessions",
     )
-    method = models.CharField(_("signed in with"), max_length=16)
+    method = models.CharField(_("signed in with"), max_length=32)
     device = models.CharField(_("device"), max_length=200, blank=True)
     first_ip = models.GenericIPAddressField(_("first IP"), null=True, blank=True)
     last_ip = models.GenericIPAddressField(_("last IP"), null=True, blank=True)
@@ -267,6 +282,105 @@ class Session(models.Model):
         return self.revoked_at is not None
 
 
+class Authenticator(models.Model):
+    """A second factor of a user's: for now a TOTP app.
+
+    ``secret`` is the TOTP seed sealed (AES-GCM, :func:`kinwise_auth.crypto.seal`)
+    and bound to the user; ``pending_secret`` is the one a setup offers until it
+    is confirmed with a code (``pending_until``). ``last_step`` is the newest
+    time step accepted: a code of that step or an older one is refused (replay).
+    ``confirmed_at`` is None while the factor is only being set up.
+    """
+
+    class Kind(models.TextChoices):
+        TOTP = "totp", _("authenticator app (TOTP)")
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="kinwise_authenticators",
+    )
+    kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices)
+    secret = models.TextField(_("sealed secret"), blank=True)
+    pending_secret = models.TextField(_("sealed secret being set up"), blank=True)
+    pending_until = models.DateTimeField(_("set-up open until"), null=True, blank=True)
+    last_step = models.BigIntegerField(_("last time step used"), null=True, blank=True)
+    confirmed_at = models.DateTimeField(_("enabled at"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+    last_used_at = models.DateTimeField(_("last used at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("authenticator")
+        verbose_name_plural = _("authenticators")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "kind"], name="kinwise_authenticator_one_per_kind"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} #{self.pk}"
+
+    @property
+    def is_enabled(self) -> bool:
+        return self.confirmed_at is not None and bool(self.secret)
+
+
+class RecoveryCode(models.Model):
+    """One of a user's single-use recovery codes, stored only as a keyed hash
+    bound to its user. A new set retires the old one (``superseded_at``)."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="kinwise_recovery_codes",
+    )
+    code_hash = models.CharField(_("code hash"), max_length=64)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+    used_at = models.DateTimeField(_("used at"), null=True, blank=True)
+    superseded_at = models.DateTimeField(_("superseded at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("recovery code")
+        verbose_name_plural = _("recovery codes")
+        indexes = [
+            models.Index(fields=["user", "code_hash"], name="kinwise_recovery_user"),
+        ]
+
+    def __str__(self) -> str:
+        return f"recovery code #{self.pk}"
+
+
+class MfaChallenge(OneTimeSecret):
+    """A sign-in waiting for its second factor: the first factor was right.
+
+    Its token (``mfa_token``) is stored only as a keyed hash; it works once,
+    for ``MFA_CHALLENGE_LIFETIME``, and dies after ``MFA_MAX_ATTEMPTS`` wrong
+    codes. A newer challenge of the same user supersedes it. ``method`` is the
+    first factor ("password" or "code").
+    """
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="kinwise_mfa_challenges",
+    )
+    token_hash = models.CharField(_("token hash"), max_length=64, unique=True)
+    method = models.CharField(_("first factor"), max_length=16)
+    attempts = models.PositiveIntegerField(_("wrong codes"), default=0)
+
+    class Meta:
+        verbose_name = _("two-step sign-in challenge")
+        verbose_name_plural = _("two-step sign-in challenges")
+        indexes = [
+            models.Index(fields=["user", "-created_at"], name="kinwise_mfa_user"),
+            models.Index(fields=["expires_at"], name="kinwise_mfa_expires"),
+        ]
+
+    def __str__(self) -> str:
+        return f"two-step sign-in #{self.pk}"
+
+
 class OutboxEmail(models.Model):
     """The intent to send one email, written in the request's transaction.
 
@@ -286,6 +400,8 @@ class OutboxEmail(models.Model):
         SIGN_IN_ATTEMPTS = "sign_in_attempts", _("sign-in attempts notice")
         SESSION_REUSED = "session_reused", _("reused sign-in token notice")
         NEW_SIGN_IN = "new_sign_in", _("new sign-in notice")
+        MFA_CHANGED = "mfa_changed", _("two-step sign-in changed notice")
+        REAUTHENTICATION_CODE = "reauthentication_code", _("reauthentication code")
 
     class Status(models.TextChoices):
         PENDING = "pending", _("pending")

@@ -23,6 +23,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
+    PolymorphicProxySerializer,
     extend_schema,
     extend_schema_view,
     inline_serializer,
@@ -102,11 +103,11 @@ def _user() -> Any:
 _INLINE: dict[str, Any] = {}
 
 
-def _inline(name: str, fields: dict[str, Any]) -> Any:
-    """One serializer class per component name: both transports describe most
-    views, and a schema must name one class once."""
+def _inline(name: str, fields: dict[str, Any], **kwargs: Any) -> Any:
+    """One serializer per component name: both transports describe most views,
+    and a schema must name one class once."""
     if name not in _INLINE:
-        _INLINE[name] = inline_serializer(name, fields=fields)
+        _INLINE[name] = inline_serializer(name, fields=fields, **kwargs)
     return _INLINE[name]
 
 
@@ -144,6 +145,14 @@ def _sign_in_with(user_serializer: Any, browser: bool) -> Any:
 
 _UNAUTHORIZED = {
     401: _error("No valid access token", "not_authenticated, token_not_valid")
+}
+# A sensitive change without its password or a recent reauthentication.
+_factor_change = {
+    403: _error(
+        "Neither the password nor a recent reauthentication; the body also "
+        'lists "methods"',
+        "reauthentication_required",
+    )
 }
 
 
@@ -312,16 +321,62 @@ _post(
     "Email a one-time login code (same answer for every address)",
     lambda: {200: _message("LoginCodeSent", expires_in=serializers.IntegerField())},
 )
+
+
+def _mfa_required() -> Any:
+    return _inline(
+        "MfaRequired",
+        {
+            "mfa_required": serializers.BooleanField(help_text="Always true."),
+            "mfa_token": serializers.CharField(
+                help_text="For mfa/authenticate/: single use, 5 minutes."
+            ),
+            "methods": serializers.ListField(
+                child=serializers.CharField(), help_text='"totp", "recovery_code"'
+            ),
+        },
+    )
+
+
+def _sign_in_or_mfa() -> OpenApiResponse:
+    browser = _browser.get()
+    return OpenApiResponse(
+        response=_either(_sign_in(), _mfa_required(), browser),
+        description="Signed in; or, for an account with a second factor, an "
+        "mfa_token for mfa/authenticate/ and no tokens.",
+    )
+
+
+_EITHER: dict[bool, Any] = {}
+
+
+def _either(sign_in: Any, mfa: Any, browser: bool) -> Any:
+    # One proxy per transport, for one component name each.
+    if browser not in _EITHER or _EITHER[browser].serializers[0] is not sign_in:
+        _EITHER[browser] = PolymorphicProxySerializer(
+            component_name="BrowserSignInAnswer" if browser else "SignInAnswer",
+            serializers=[sign_in, mfa],
+            resource_type_field_name=None,
+        )
+    return _EITHER[browser]
+
+
+_post(
+    views.MfaAuthenticateView,
+    "Finish a sign-in with a TOTP or a recovery code",
+    lambda: {200: _sign_in()},
+    errors="invalid_token, invalid_code",
+)
 _post(
     views.LoginCodeVerifyView,
     "Sign in with the emailed code",
-    lambda: {200: _sign_in()},
+    lambda: {200: _sign_in_or_mfa()},
     errors="invalid_code, code_expired",
 )
 _post(
     views.LoginView,
     "Sign in with email and password",
-    lambda: {200: _sign_in()},
+    lambda: {200: _sign_in_or_mfa()},
     errors="invalid_credentials",
     extra={
         403: _error("Right password, address not verified yet", "email_not_verified")
@@ -384,6 +439,7 @@ _post(
     "Email a confirmation link to the new address (same answer if it is taken)",
     lambda: {200: _message("EmailChangeSent")},
     errors="invalid_credentials",
+    extra=_factor_change,
 )
 _post(
     views.EmailChangeConfirmView,
@@ -396,17 +452,19 @@ _post(
     "Delete the account",
     lambda: {204: OpenApiResponse(description="Deleted; refresh tokens revoked.")},
     errors="invalid_credentials",
+    extra=_factor_change,
 )
 _post(
     views.ReauthenticateView,
-    "Confirm it is you: sensitive changes need no password for a while",
+    "Confirm it is you (password, or a code of the authenticator app): "
+    "sensitive changes need no password for a while",
     lambda: {
         200: _inline(
             "Reauthenticated",
             fields={"reauthenticated_until": serializers.DateTimeField()},
         )
     },
-    errors="invalid_credentials",
+    errors="invalid_credentials, invalid_code",
 )
 _session = inline_serializer(
     "Session",
@@ -465,6 +523,113 @@ _post(
     "Sign out the session a new sign-in email names (signs no one in)",
     lambda: {200: _message("SessionRevokedByLink")},
     errors=_token_errors,
+)
+_describe(
+    views.MfaView,
+    get=lambda: {
+        "summary": "The caller's second factors (no secrets)",
+        "responses": _responses(
+            {
+                200: _inline(
+                    "Factors",
+                    {
+                        "totp": _inline(
+                            "TotpFactor",
+                            {
+                                "enabled_at": serializers.DateTimeField(),
+                                "last_used_at": serializers.DateTimeField(
+                                    allow_null=True
+                                ),
+                            },
+                            allow_null=True,
+                        ),
+                        "recovery_codes_left": serializers.IntegerField(),
+                        "passkeys": serializers.IntegerField(),
+                    },
+                )
+            },
+            errors="invalid input",
+            body=False,
+            extra=_UNAUTHORIZED,
+        ),
+    },
+)
+_post(
+    views.TotpSetupView,
+    "Start setting up an authenticator app: its secret, URL and QR code",
+    lambda: {
+        200: _inline(
+            "TotpSetup",
+            {
+                "secret": serializers.CharField(help_text="Base32, 160 bits."),
+                "otpauth_url": serializers.CharField(),
+                "qr_svg": serializers.CharField(help_text="An inline SVG element."),
+                "expires_in": serializers.IntegerField(help_text="Seconds."),
+            },
+        )
+    },
+    errors="invalid_credentials",
+    extra=_factor_change,
+)
+_post(
+    views.TotpConfirmView,
+    "Enable the app with a code from it; the first factor brings recovery codes",
+    lambda: {
+        200: _message(
+            "TotpEnabled",
+            recovery_codes=serializers.ListField(
+                child=serializers.CharField(),
+                required=False,
+                help_text="Only when the account had none left: shown once.",
+            ),
+        )
+    },
+    errors="invalid_code, mfa_setup_required",
+)
+_describe(
+    views.TotpView,
+    delete=lambda: {
+        "summary": "Remove the authenticator app and the recovery codes",
+        "request": views.TotpView.serializer_class,
+        "responses": _responses(
+            {204: OpenApiResponse(description="Removed.")},
+            errors="invalid_credentials",
+            extra={
+                **_UNAUTHORIZED,
+                **_factor_change,
+                404: _error("No authenticator app is enabled", "not_found"),
+            },
+        ),
+    },
+)
+_post(
+    views.RecoveryCodesView,
+    "A new set of ten recovery codes (the old set dies); shown once",
+    lambda: {
+        200: _inline(
+            "RecoveryCodes",
+            {"recovery_codes": serializers.ListField(child=serializers.CharField())},
+        )
+    },
+    errors="invalid_credentials, mfa_not_enabled",
+    extra=_factor_change,
+)
+_describe(
+    views.ReauthenticationCodeView,
+    post=lambda: {
+        "summary": "Email a code for reauthenticate/ (an account without a password)",
+        "request": None,
+        "responses": _responses(
+            {
+                200: _message(
+                    "ReauthenticationCodeSent", expires_in=serializers.IntegerField()
+                )
+            },
+            errors="invalid input",
+            body=False,
+            extra=_UNAUTHORIZED,
+        ),
+    },
 )
 _describe(
     CsrfView,

@@ -13,6 +13,9 @@ from rest_framework import serializers
 from .normalization import EmailRefused, normalize
 
 __all__ = [
+    "AuthenticatorCodeSerializer",
+    "MfaAuthenticateSerializer",
+    "ReauthenticateSerializer",
     "StrictCharField",
     "StrictEmailField",
     "RegisterSerializer",
@@ -81,9 +84,10 @@ class StrictEmailField(serializers.EmailField):
             raise serializers.ValidationError(exc.message, code=exc.code) from None
 
 
-def password_field() -> StrictCharField:
+def password_field(*, required: bool = True) -> StrictCharField:
     """A write-only password, whitespace kept, bounded (the hash's cost)."""
     return StrictCharField(
+        required=required,
         write_only=True,
         trim_whitespace=False,
         max_length=PASSWORD_MAX_LENGTH,
@@ -154,8 +158,10 @@ class PasswordChangeSerializer(serializers.Serializer[Any]):
 
 
 class EmailChangeSerializer(serializers.Serializer[Any]):
+    """The new address; the ``password``, or a recent reauthentication."""
+
     new_email = StrictEmailField()
-    password = password_field()
+    password = password_field(required=False)
 
 
 class PasswordSerializer(serializers.Serializer[Any]):
@@ -185,6 +191,44 @@ def digits_only(value: str) -> None:
 class LoginCodeSerializer(serializers.Serializer[Any]):
     email = StrictEmailField()
     code = StrictCharField(max_length=LOGIN_CODE_MAX_LENGTH, validators=[digits_only])
+
+
+class AuthenticatorCodeSerializer(serializers.Serializer[Any]):
+    """A code from an authenticator app: six digits."""
+
+    code = StrictCharField(max_length=16, validators=[digits_only])
+
+
+class ReauthenticateSerializer(serializers.Serializer[Any]):
+    """One proof: the ``password``, a ``totp`` code of the authenticator app, or
+    the ``email_code`` of ``reauthenticate/email-code/``."""
+
+    password = StrictCharField(
+        required=False,
+        write_only=True,
+        trim_whitespace=False,
+        max_length=PASSWORD_MAX_LENGTH,
+        style={"input_type": "password"},
+    )
+    totp = StrictCharField(required=False, max_length=16, validators=[digits_only])
+    email_code = StrictCharField(
+        required=False, max_length=LOGIN_CODE_MAX_LENGTH, validators=[digits_only]
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if len(attrs) != 1:
+            raise serializers.ValidationError(
+                _("Send one proof: password, totp or email_code."), code="one_proof"
+            )
+        return attrs
+
+
+class MfaAuthenticateSerializer(serializers.Serializer[Any]):
+    """A sign-in's ``mfa_token`` and a TOTP or recovery code (letters, digits,
+    hyphens, spaces)."""
+
+    mfa_token = StrictCharField(max_length=256)
+    code = StrictCharField(max_length=32)
 
 
 class LoginSerializer(serializers.Serializer[Any]):

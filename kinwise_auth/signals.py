@@ -30,6 +30,7 @@ __all__ = [
     "session_rotated",
     "session_reused",
     "session_revoked",
+    "mfa_changed",
     "EVENT_SIGNALS",
 ]
 
@@ -64,11 +65,14 @@ email_delivery_failed = Signal()
 login_code_requested = Signal()
 
 # A user signed in and was issued tokens. Django's own ``user_logged_in`` is sent
-# too. Arguments: user, ip, user_agent, extra: {"method": "code" | "password"}.
+# too. Arguments: user, ip, user_agent, extra: {"method", "session"}: the method
+# is "code" or "password", with its second factor after a "+" ("password+totp",
+# "code+recovery_code").
 login_succeeded = Signal()
 
 # A sign-in failed. Arguments: user (None for an unknown address), ip, user_agent,
-# extra: {"method": "code" | "password", "reason": the error code}.
+# extra: {"method": "code" | "password" | "password+mfa" | "code+mfa", "reason":
+# the error code}.
 login_failed = Signal()
 
 # A refresh token was revoked by logout/. Arguments: user (None if deleted), ip,
@@ -121,6 +125,11 @@ session_reused = Signal()
 # "admin" | "notice_link"}.
 session_revoked = Signal()
 
+# A second factor was enabled, removed or renewed. Arguments: user, ip,
+# user_agent, extra: {"change": "totp_enabled" | "totp_disabled" |
+# "recovery_codes_renewed"}.
+mfa_changed = Signal()
+
 EVENT_SIGNALS: dict[str, Signal] = {
     "user_registered": user_registered,
     "registration_for_existing_email": registration_for_existing_email,
@@ -142,4 +151,5 @@ EVENT_SIGNALS: dict[str, Signal] = {
     "session_rotated": session_rotated,
     "session_reused": session_reused,
     "session_revoked": session_revoked,
+    "mfa_changed": mfa_changed,
 }

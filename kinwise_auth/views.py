@@ -28,14 +28,16 @@ from .exceptions import exception_handler
 from .models import LinkToken
 from .parsers import BoundedJSONParser
 from .serializers import (
+    AuthenticatorCodeSerializer,
     EmailChangeSerializer,
     EmailSerializer,
     LoginCodeSerializer,
     LoginSerializer,
+    MfaAuthenticateSerializer,
     OptionalPasswordSerializer,
     PasswordChangeSerializer,
     PasswordResetConfirmSerializer,
-    PasswordSerializer,
+    ReauthenticateSerializer,
     RefreshSerializer,
     RegisterSerializer,
     TokenSerializer,
@@ -63,6 +65,13 @@ __all__ = [
     "SessionsRevokeOthersView",
     "ReauthenticateView",
     "SessionRevokeConfirmView",
+    "MfaView",
+    "TotpSetupView",
+    "TotpConfirmView",
+    "TotpView",
+    "RecoveryCodesView",
+    "MfaAuthenticateView",
+    "ReauthenticationCodeView",
 ]
 
 
@@ -217,8 +226,19 @@ class AuthAPIView(APIView):
         return auth_settings.USER_SERIALIZER(user).data
 
     @sensitive_variables()
-    def signed_in(self, request: Request, result: services.SignIn) -> Response:
-        """The sign-in answer; Django's ``user_logged_in`` updates ``last_login``."""
+    def signed_in(
+        self, request: Request, result: services.SignIn | services.MfaRequired
+    ) -> Response:
+        """The sign-in answer; Django's ``user_logged_in`` updates ``last_login``.
+        A sign-in waiting for its second factor answers its ``mfa_token``."""
+        if isinstance(result, services.MfaRequired):
+            return Response(
+                {
+                    "mfa_required": True,
+                    "mfa_token": result.mfa_token,
+                    "methods": list(result.methods),
+                }
+            )
         user_logged_in.send(
             sender=result.user.__class__, request=request._request, user=result.user
         )
@@ -496,8 +516,9 @@ class EmailChangeView(SignedInAPIView):
         services.request_email_change(
             user=self.account(request),
             new_email=values["new_email"],
-            password=values["password"],
+            password=values.get("password"),
             meta=self.meta(request),
+            session_id=self.session_id(request),
         )
         return Response(
             {
@@ -524,14 +545,15 @@ class EmailChangeConfirmView(LinkAPIView):
 
 class AccountDeleteView(SignedInAPIView):
     scope = "account_delete"
-    serializer_class = PasswordSerializer
+    serializer_class = OptionalPasswordSerializer
 
     @sensitive_variables()
     def perform(self, request: Request, values: dict[str, Any]) -> Response:
         services.delete_account(
             user=self.account(request),
-            password=values["password"],
+            password=values.get("password"),
             meta=self.meta(request),
+            session_id=self.session_id(request),
         )
         self.signed_out = True
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -598,14 +620,16 @@ class ReauthenticateView(SignedInAPIView):
     """Prove it is you: the session may make sensitive changes for a while."""
 
     scope = "reauthenticate"
-    serializer_class = PasswordSerializer
+    serializer_class = ReauthenticateSerializer
 
     @sensitive_variables()
     def perform(self, request: Request, values: dict[str, Any]) -> Response:
         until = services.reauthenticate(
             user=self.account(request),
             session_id=self.session_id(request),
-            password=values["password"],
+            password=values.get("password"),
+            totp_code=values.get("totp"),
+            email_code=values.get("email_code"),
             meta=self.meta(request),
         )
         return Response({"reauthenticated_until": until})
@@ -622,3 +646,149 @@ class SessionRevokeConfirmView(LinkAPIView):
     def perform(self, request: Request, values: dict[str, Any]) -> Response:
         services.revoke_by_link(token=values["token"], meta=self.meta(request))
         return Response({"message": _("That session is signed out.")})
+
+
+class MfaView(SignedInAPIView):
+    """The caller's second factors, without their secrets."""
+
+    scope = "mfa"
+    http_method_names = ["get", "head", "options"]
+
+    def get(self, request: Request) -> Response:
+        status_ = services.factors_status(self.account(request))
+        totp = status_.totp
+        return Response(
+            {
+                "totp": None
+                if totp is None
+                else {
+                    "enabled_at": totp.confirmed_at,
+                    "last_used_at": totp.last_used_at,
+                },
+                "recovery_codes_left": status_.recovery_codes_left,
+                "passkeys": 0,
+            }
+        )
+
+
+class TotpSetupView(SignedInAPIView):
+    """A new authenticator-app secret, pending until a code confirms it."""
+
+    scope = "mfa"
+    serializer_class = OptionalPasswordSerializer
+
+    @sensitive_variables()
+    def perform(self, request: Request, values: dict[str, Any]) -> Response:
+        setup = services.setup_totp(
+            user=self.account(request),
+            session_id=self.session_id(request),
+            password=values.get("password"),
+            meta=self.meta(request),
+        )
+        return Response(
+            {
+                "secret": setup.secret,
+                "otpauth_url": setup.otpauth_url,
+                "qr_svg": setup.qr_svg,
+                "expires_in": setup.expires_in,
+            }
+        )
+
+
+class TotpConfirmView(SignedInAPIView):
+    """A code from the app enables it; the first factor brings recovery codes."""
+
+    scope = "mfa"
+    serializer_class = AuthenticatorCodeSerializer
+
+    @sensitive_variables()
+    def perform(self, request: Request, values: dict[str, Any]) -> Response:
+        codes = services.confirm_totp(
+            user=self.account(request), code=values["code"], meta=self.meta(request)
+        )
+        answer: dict[str, Any] = {"message": _("The authenticator app is enabled.")}
+        if codes is not None:
+            answer["recovery_codes"] = codes
+        return Response(answer)
+
+
+class TotpView(SignedInAPIView):
+    """``DELETE``: remove the authenticator app (``password`` or a recent
+    reauthentication)."""
+
+    scope = "mfa"
+    serializer_class = OptionalPasswordSerializer
+    http_method_names = ["delete", "options"]
+
+    @sensitive_variables()
+    def delete(self, request: Request) -> Response:
+        return self.handle(request, request.data)
+
+    @sensitive_variables()
+    def perform(self, request: Request, values: dict[str, Any]) -> Response:
+        services.disable_totp(
+            user=self.account(request),
+            session_id=self.session_id(request),
+            password=values.get("password"),
+            meta=self.meta(request),
+        )
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class RecoveryCodesView(SignedInAPIView):
+    """A new set of recovery codes, shown once; the old set dies."""
+
+    scope = "mfa"
+    serializer_class = OptionalPasswordSerializer
+
+    @sensitive_variables()
+    def perform(self, request: Request, values: dict[str, Any]) -> Response:
+        codes = services.renew_recovery_codes(
+            user=self.account(request),
+            session_id=self.session_id(request),
+            password=values.get("password"),
+            meta=self.meta(request),
+        )
+        return Response({"recovery_codes": codes})
+
+
+class MfaAuthenticateView(AuthAPIView):
+    """The second step of a sign-in: the ``mfa_token`` and a code. Limited per
+    IP, then per the account the token was made for."""
+
+    scope = "mfa_authenticate"
+    serializer_class = MfaAuthenticateSerializer
+    email_field = None
+
+    @sensitive_variables()
+    def account_of(self, request: Request, values: dict[str, Any]) -> Any:
+        if not auth_settings.rate(self.scope, "account"):
+            return None
+        return services.challenge_owner(values["mfa_token"])
+
+    @sensitive_variables()
+    def perform(self, request: Request, values: dict[str, Any]) -> Response:
+        result = services.complete(
+            mfa_token=values["mfa_token"], code=values["code"], meta=self.meta(request)
+        )
+        return self.signed_in(request, result)
+
+
+class ReauthenticationCodeView(SignedInAPIView):
+    """Email a code for ``reauthenticate/``: how an account that signs in by
+    emailed code proves it is itself before a sensitive change."""
+
+    scope = "reauthentication_code"
+    http_method_names = ["post", "options"]
+
+    def post(self, request: Request) -> Response:
+        services.request_reauthentication_code(
+            user=self.account(request), meta=self.meta(request)
+        )
+        lifetime = auth_settings.LOGIN_CODE_LIFETIME
+        return Response(
+            {
+                "message": _("A code is on its way to your email address."),
+                "expires_in": int(lifetime.total_seconds()),
+            }
+        )

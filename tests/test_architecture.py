@@ -17,7 +17,15 @@ PACKAGE = Path(__file__).resolve().parent.parent / "kinwise_auth"
 # Bottom to top; a module belongs to the first entry that is it or its package.
 FLOORS: list[tuple[str, ...]] = [
     ("conf", "errors", "crypto", "normalization", "signals", "models", "tokens"),
-    ("audit", "ratelimit", "publishing", "maintenance", "parsers", "exceptions"),
+    (
+        "audit",
+        "ratelimit",
+        "publishing",
+        "maintenance",
+        "parsers",
+        "exceptions",
+        "site",
+    ),
     ("serializers", "outbox"),
     ("services.secrets", "services.meta"),
     ("services",),

@@ -98,4 +98,5 @@ def test_every_event_has_a_signal() -> None:
         "session_rotated",
         "session_reused",
         "session_revoked",
+        "mfa_changed",
     }

@@ -40,6 +40,8 @@ ROWS: dict[str, tuple[str | None, dict[str, Any]]] = {
     Kind.SESSION_REUSED: ("verified", {"device": "Firefox 128 on Ubuntu"}),
     # The session the email is about is opened for the row (see delivered_text).
     Kind.NEW_SIGN_IN: ("verified", {"session": None}),
+    Kind.MFA_CHANGED: ("verified", {"change": "totp_enabled"}),
+    Kind.REAUTHENTICATION_CODE: ("verified", {}),
 }
 VARIANTS: list[tuple[str, dict[str, Any]]] = [
     (Kind.VERIFY_EMAIL, {"replaces_registration": True}),
@@ -48,6 +50,10 @@ VARIANTS: list[tuple[str, dict[str, Any]]] = [
     (Kind.SIGN_IN_ATTEMPTS, {"failures": 1}),
     (Kind.SESSION_REUSED, {"device": ""}),
     (Kind.NEW_SIGN_IN, {"session": None, "user_agent": ""}),
+    (Kind.MFA_CHANGED, {"change": "totp_disabled"}),
+    (Kind.MFA_CHANGED, {"change": "recovery_codes_renewed"}),
+    (Kind.MFA_CHANGED, {"change": "recovery_code_used"}),
+    (Kind.MFA_CHANGED, {"change": "factors_reset"}),
 ]
 CASES = [(kind, context) for kind, (_, context) in ROWS.items()] + VARIANTS
 

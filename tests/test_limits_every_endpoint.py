@@ -12,15 +12,17 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.urls import URLPattern, reverse
+from django.utils import timezone
 from rest_framework.test import APIClient
 
-from kinwise_auth import urls
+from kinwise_auth import crypto, urls
 from kinwise_auth.conf import DEFAULTS
-from kinwise_auth.models import LinkToken
+from kinwise_auth.models import LinkToken, MfaChallenge
 from kinwise_auth.services.secrets import mint_link
 
 from .conftest import PASSWORD, register_body, session_tokens
@@ -56,6 +58,17 @@ class Accounts:
 
     def access(self, who: str) -> str:
         return session_tokens(self.users[who])["access"]
+
+    def mfa_token(self, who: str) -> str:
+        """A live ``mfa_token`` of ``who``'s, as a right password gets one."""
+        token = crypto.new_link_token()
+        MfaChallenge.objects.create(
+            user=self.users[who],
+            token_hash=crypto.keyed_hash(token),
+            method="password",
+            expires_at=timezone.now() + timedelta(minutes=5),
+        )
+        return token
 
     def link(self, who: str, purpose: str, email: str = "") -> str:
         """A fresh live link of ``purpose`` for ``who``: a new token each call, so
@@ -127,6 +140,20 @@ CALLS: dict[str, Callable[[Accounts, str, int], Call]] = {
     "session": lambda a, who, n: Call(
         "delete", None, a.access(who), {"session_id": str(uuid.uuid4())}
     ),
+    "mfa": lambda a, who, n: Call("get", None, a.access(who)),
+    "reauthentication-code": lambda a, who, n: Call(body={}, access=a.access(who)),
+    # A fresh token of ``who``'s each time, with a wrong code: counted per account.
+    "mfa-authenticate": lambda a, who, n: Call(
+        body={"mfa_token": a.mfa_token(who), "code": "000000"}
+    ),
+    # No password and no reauthentication, or no set-up under way: refused,
+    # and counted.
+    "mfa-totp-setup": lambda a, who, n: Call(body={}, access=a.access(who)),
+    "mfa-totp-confirm": lambda a, who, n: Call(
+        body={"code": "000000"}, access=a.access(who)
+    ),
+    "mfa-totp": lambda a, who, n: Call("delete", {}, a.access(who)),
+    "mfa-recovery-codes": lambda a, who, n: Call(body={}, access=a.access(who)),
 }
 
 URL_NAMES = sorted(

@@ -18,10 +18,12 @@ resend-verification: identity lookup, outbox row, audit row, whatever the accoun
 otp/request: the same three, whatever the account.
 otp/verify: identity (its user locked), the identity locked, the live code
 (locked), then either the attempt counter, the day's failure counters and a
-failure audit row, or marking it used and what a session costs: the outstanding
-refresh token (blacklist app), the session row, the audit row and ``last_login``.
-login: identity (the backend), then a session (its INSERT also decides whether
-the device is new: then the notice's outbox row); a failure looks the identity up
+failure audit row, or marking it used, whether the account has a second factor,
+and what a session costs: the outstanding refresh token (blacklist app), the
+session row, the audit row and ``last_login``.
+login: identity (the backend), whether the account has a second factor, then a
+session (its INSERT also decides whether the device is new: then the notice's
+outbox row); a failure looks the identity up
 again with its locks (the pending check, the day's failure counters) and writes
 an audit row; an unknown address stops after the lookup and the audit row.
 token/refresh (no rotation): the blacklist check, the user and the session (one
@@ -41,23 +43,27 @@ resend-verification, password/reset: identity lookup, outbox row, audit row,
 whatever the account.
 password/reset/confirm: the link's user (per-account limit), user (by the link),
 identity and link locked, the password, the link used, the account's other links
-and codes superseded, its refresh tokens blacklisted (read, insert), the notice's
+and codes superseded (and sign-in challenges), its refresh tokens blacklisted
+(read, insert), the notice's
 outbox row, an audit row.
 password/change: the user (JWT), the identity, the password (the user row's
-lock), links and codes superseded, refresh tokens blacklisted (read, insert),
+lock), links, codes and sign-in challenges superseded, refresh tokens
+blacklisted (read, insert),
 outbox row, audit row, and the new session's outstanding token.
 email/change: the user (JWT), the caller's earlier change links superseded, the
 new address's identity, outbox row, audit row, taken or free alike.
 email/change/confirm: the link's user, user (by the link), identity and link
 locked, the new address's holder (a pending one is deleted), the
 identity and the user moved (with ``auth.User``, a read that the username is
-free), the link used, links and codes superseded, the notice's outbox row, an
+free), the link used, links, codes and sign-in challenges superseded, the
+notice's outbox row, an
 audit row.
 account/delete: the user (JWT), the user locked, the identity, refresh tokens
 blacklisted, audit and goodbye rows, then Django's delete of the user and what
 refers to it (in this project: admin log, groups, permissions, identity, links,
-codes; the outstanding tokens, outbox and audit rows are kept with the user
-cleared).
+codes, authenticators, recovery codes, sign-in challenges; the outstanding
+tokens, outbox and audit
+rows are kept with the user cleared).
 A wrong password on a signed-in endpoint: the user (JWT) and the identity.
 """
 
@@ -140,7 +146,7 @@ def test_otp_verify(api: Any, make_user: Any, broker: Any, assert_queries: Any) 
         api.post(url, {"email": "a@example.com", "code": bad}, format="json")
     with assert_queries(2):
         api.post(url, {"email": "nobody@example.com", "code": code}, format="json")
-    with assert_queries(8):
+    with assert_queries(9):
         response = api.post(
             url, {"email": "a@example.com", "code": code}, format="json"
         )
@@ -157,7 +163,7 @@ def test_login_and_session(
         api.post(url, {"email": "a@example.com", "password": "nope"}, format="json")
     with assert_queries(3):
         api.post(url, {"email": "zz@example.com", "password": "nope"}, format="json")
-    with assert_queries(5):
+    with assert_queries(6):
         tokens = api.post(
             url, {"email": "a@example.com", "password": PASSWORD}, format="json"
         ).json()
@@ -169,10 +175,10 @@ def test_login_and_session(
     with assert_queries(1):
         assert api.get("/api/v1/auth/me/").status_code == 200
     # A known device on a known network: the session row decided it, no more.
-    with assert_queries(5):
+    with assert_queries(6):
         api.post(url, {"email": "a@example.com", "password": PASSWORD}, format="json")
     # A new one: the "new sign-in" email's outbox row too.
-    with assert_queries(6):
+    with assert_queries(7):
         api.post(
             url,
             {"email": "a@example.com", "password": PASSWORD},
@@ -301,7 +307,7 @@ def test_password_reset_confirm(
     with assert_queries(2):
         bad = api.post(url, {**body, "token": "x" * 43}, format="json")
     assert bad.status_code == 400
-    with assert_queries(15):
+    with assert_queries(16):
         assert api.post(url, body, format="json").status_code == 200
     with assert_queries(4):
         assert api.post(url, body, format="json").status_code == 400
@@ -323,7 +329,7 @@ def test_password_change(
     with assert_queries(2):
         wrong = api.post(url, {**body, "current_password": "nope"}, format="json")
     assert wrong.status_code == 400
-    with assert_queries(12):
+    with assert_queries(13):
         assert api.post(url, body, format="json").status_code == 200
 
 
@@ -368,7 +374,7 @@ def test_email_change_confirm(
         assert api.post(url, {"token": "x" * 43}, format="json").status_code == 400
     # auth.User's username follows the address when it is free: one more read.
     username_follows = get_user_model().USERNAME_FIELD != "email"
-    with assert_queries(12 + username_follows):
+    with assert_queries(13 + username_follows):
         assert api.post(url, {"token": token}, format="json").status_code == 200
 
 
@@ -381,5 +387,87 @@ def test_account_delete(
 
     with assert_queries(2):
         assert api.post(url, {"password": "nope"}, format="json").status_code == 400
-    with assert_queries(21):
+    with assert_queries(24):
         assert api.post(url, {"password": PASSWORD}, format="json").status_code == 204
+
+
+def test_second_factors(
+    api: Any, make_user: Any, broker: Any, assert_queries: Any
+) -> None:
+    """GET mfa/: the user (JWT), the authenticator, the codes left. A set-up:
+    the user (JWT), the authenticator found or made (a read and an insert the
+    first time), its pending secret saved, the address for the app's label.
+    Confirming: the user, the authenticator locked, enabled, the codes left, the
+    first set (retire, insert), the audit row, the address and the notice's
+    outbox row. New codes: the user, the enabled authenticator, retire, insert,
+    audit, address, outbox. Removing: the user, the delete, the codes retired,
+    audit, address, outbox. (A password is checked by hashing: no query.)"""
+    import pyotp
+    from django.utils import timezone
+
+    from kinwise_auth.services.factors import totp
+
+    make_user("a@example.com")
+    sign_in(api)
+    body = {"password": PASSWORD}
+
+    with assert_queries(3):
+        assert api.get("/api/v1/auth/mfa/").status_code == 200
+    with assert_queries(5):
+        secret = api.post("/api/v1/auth/mfa/totp/setup/", body, format="json").json()[
+            "secret"
+        ]
+    code = totp.code_at(secret, pyotp.TOTP(secret).timecode(timezone.now()))
+    with assert_queries(9):
+        response = api.post(
+            "/api/v1/auth/mfa/totp/confirm/", {"code": code}, format="json"
+        )
+    assert response.status_code == 200
+    with assert_queries(7):
+        assert (
+            api.post(
+                "/api/v1/auth/mfa/recovery-codes/", body, format="json"
+            ).status_code
+            == 200
+        )
+    with assert_queries(6):
+        assert (
+            api.delete("/api/v1/auth/mfa/totp/", body, format="json").status_code == 204
+        )
+
+
+def test_sign_in_with_a_second_factor(
+    api: Any, make_user: Any, broker: Any, assert_queries: Any
+) -> None:
+    """login/ with a factor: identity, the factor, earlier challenges retired, the
+    challenge, the audit row, the recovery codes left. mfa/authenticate/: the
+    token's owner (per-account limit), the challenge locked (with its user), the
+    authenticator locked, its step saved, the challenge used, then a session as
+    login/ opens one (outstanding token, session row, audit row, last_login).
+    A wrong code: the owner, the challenge, the authenticator, the attempt
+    counted, the audit row (and the recovery code tried, when it could be one)."""
+    import pyotp
+    from django.utils import timezone
+
+    from kinwise_auth.models import Authenticator
+    from kinwise_auth.services.factors import totp
+
+    user = make_user("a@example.com")
+    secret = totp.new_secret()
+    Authenticator.objects.create(
+        user=user,
+        kind=Authenticator.Kind.TOTP,
+        secret=totp.sealed(secret, user.pk),
+        confirmed_at=timezone.now(),
+    )
+    body = {"email": "a@example.com", "password": PASSWORD}
+
+    with assert_queries(6):
+        token = api.post("/api/v1/auth/login/", body, format="json").json()["mfa_token"]
+    url = "/api/v1/auth/mfa/authenticate/"
+    with assert_queries(5):
+        api.post(url, {"mfa_token": token, "code": "abc"}, format="json")
+    code = totp.code_at(secret, pyotp.TOTP(secret).timecode(timezone.now()))
+    with assert_queries(9):
+        response = api.post(url, {"mfa_token": token, "code": code}, format="json")
+    assert response.status_code == 200

@@ -146,7 +146,7 @@ def test_passwords_are_not_reported(
 
     make_user("alice@example.com")
 
-    monkeypatch.setattr(password_login, "sign_in", explode)
+    monkeypatch.setattr(password_login, "sign_in_or_challenge", explode)
     text = reported(
         api,
         "post",

@@ -150,7 +150,7 @@ def test_revoking_the_others_needs_a_proof(alice: Any) -> None:
     assert refused.json() == {
         "detail": "Confirm it is you first.",
         "code": "reauthentication_required",
-        "methods": ["password"],
+        "methods": ["password", "email_code"],
     }
     assert wrong.status_code == 400
     assert wrong.json()["code"] == "invalid_credentials"

@@ -75,7 +75,7 @@ def french(settings: Any, tmp_path: Path) -> None:
 
 
 def test_every_template_is_checked() -> None:
-    assert len(TEMPLATES) == 36  # twelve kinds: subject, text, HTML
+    assert len(TEMPLATES) == 42  # fourteen kinds: subject, text, HTML
 
 
 @pytest.mark.parametrize("name", TEMPLATES)

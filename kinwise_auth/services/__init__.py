@@ -15,6 +15,16 @@ from .email_verification import (
 )
 from .login_code import request_login_code, verify_login_code
 from .meta import RequestMeta
+from .mfa_enrolment import (
+    FactorsStatus,
+    TotpSetup,
+    confirm_totp,
+    disable_totp,
+    factors_status,
+    renew_recovery_codes,
+    setup_totp,
+)
+from .mfa_sign_in import MfaRequired, challenge_owner, complete
 from .password import change_password, request_password_reset, reset_password
 from .password_login import login_with_password
 from .registration import Registration, register_user
@@ -24,6 +34,7 @@ from .session_list import (
     end_session,
     list_sessions,
     reauthenticate,
+    request_reauthentication_code,
     revoke_by_link,
     revoke_other_sessions,
 )
@@ -67,4 +78,15 @@ __all__ = [
     "reauthenticate",
     "revoke_other_sessions",
     "revoke_by_link",
+    "request_reauthentication_code",
+    "TotpSetup",
+    "FactorsStatus",
+    "setup_totp",
+    "confirm_totp",
+    "disable_totp",
+    "renew_recovery_codes",
+    "factors_status",
+    "MfaRequired",
+    "challenge_owner",
+    "complete",
 ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
@@ -10,10 +12,10 @@ from django.views.decorators.debug import sensitive_variables
 
 from .. import audit, outbox
 from ..conf import auth_settings
-from ..models import EmailIdentity, OutboxEmail
+from ..models import Authenticator, EmailIdentity, OutboxEmail, RecoveryCode
 from .identities import lock_user
 from .meta import RequestMeta
-from .reauthentication import require_password
+from .reauthentication import require_proof
 from .secrets import retire_secrets
 from .sessions import revoke_refresh_tokens
 
@@ -21,7 +23,13 @@ __all__ = ["delete_account"]
 
 
 @sensitive_variables()
-def delete_account(*, user: AbstractBaseUser, password: str, meta: RequestMeta) -> None:
+def delete_account(
+    *,
+    user: AbstractBaseUser,
+    password: str | None,
+    meta: RequestMeta,
+    session_id: Any = None,
+) -> None:
     """Delete ``user`` (or deactivate and scrub it, ``ACCOUNT_DELETION``).
 
     Raises :class:`InvalidCredentials` for a wrong password. Refresh tokens are
@@ -29,9 +37,10 @@ def delete_account(*, user: AbstractBaseUser, password: str, meta: RequestMeta) 
     its user reference cleared. Scrubbing frees the address for a new account and
     supersedes every code and link mailed before, so none of them outlives it.
     """
-    require_password(
+    require_proof(
         user,
-        password,
+        session_id=session_id,
+        password=password,
         failed_event="account_delete_failed",
         meta=meta,
         message=_("The password is not correct."),
@@ -63,6 +72,9 @@ def _scrub(user: AbstractBaseUser) -> None:
     user_model = get_user_model()
     retire_secrets(user)
     EmailIdentity.objects.filter(user_id=user.pk).delete()
+    # Its second factors go too: nothing of the person stays on the row.
+    Authenticator.objects.filter(user_id=user.pk).delete()
+    RecoveryCode.objects.filter(user_id=user.pk).delete()
     placeholder = f"deleted-{user.pk}@invalid"
     setattr(user, user_model.get_email_field_name(), placeholder)
     if user_model.get_email_field_name() != user_model.USERNAME_FIELD:

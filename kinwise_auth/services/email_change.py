@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import IntegrityError, transaction
@@ -15,7 +17,7 @@ from ..models import LinkToken, OutboxEmail
 from ..normalization import normalize_email
 from .identities import find_identity
 from .meta import RequestMeta
-from .reauthentication import require_password
+from .reauthentication import require_proof
 from .secrets import (
     lock_link,
     require_live,
@@ -32,7 +34,12 @@ EXPIRED_CHANGE_LINK = _("This email change link has expired. Request a new one."
 
 @sensitive_variables()
 def request_email_change(
-    *, user: AbstractBaseUser, new_email: str, password: str, meta: RequestMeta
+    *,
+    user: AbstractBaseUser,
+    new_email: str,
+    password: str | None,
+    meta: RequestMeta,
+    session_id: Any = None,
 ) -> None:
     """Email a confirmation link to ``new_email``; nothing changes until it is used.
 
@@ -44,9 +51,10 @@ def request_email_change(
     Either way the caller's earlier email-change links die now, so neither can
     their fate tell (security rule 11).
     """
-    require_password(
+    require_proof(
         user,
-        password,
+        session_id=session_id,
+        password=password,
         failed_event="email_change_failed",
         meta=meta,
         message=_("The password is not correct."),

@@ -12,8 +12,9 @@ from ..models import OutboxEmail
 from . import sign_in_failures
 from .address_requests import queue_for_address
 from .meta import RequestMeta
+from .mfa_sign_in import MfaRequired, sign_in_or_challenge
 from .secrets import CodeCheck, use_login_code
-from .sessions import SignIn, sign_in
+from .sessions import SignIn
 
 __all__ = ["request_login_code", "verify_login_code"]
 
@@ -31,7 +32,9 @@ def request_login_code(*, email: str, meta: RequestMeta) -> None:
 
 
 @sensitive_variables()
-def verify_login_code(*, email: str, code: str, meta: RequestMeta) -> SignIn:
+def verify_login_code(
+    *, email: str, code: str, meta: RequestMeta
+) -> SignIn | MfaRequired:
     """Sign in with the live code of ``email``'s account.
 
     Raises :class:`InvalidCode` for an unknown or inactive account, a wrong, used
@@ -52,7 +55,7 @@ def verify_login_code(*, email: str, code: str, meta: RequestMeta) -> SignIn:
             if not sign_in_failures.codes_exhausted(identity, now):
                 check = use_login_code(user=identity.user, code=code, now=now)
                 if check is CodeCheck.USED:
-                    return sign_in(identity.user, method="code", meta=meta)
+                    return sign_in_or_challenge(identity.user, method="code", meta=meta)
                 if check is CodeCheck.EXPIRED:
                     error = CodeExpired()
             if not isinstance(error, CodeExpired):

@@ -14,7 +14,8 @@ from .. import audit
 from ..errors import AuthError, EmailNotVerified, InvalidCredentials
 from . import sign_in_failures
 from .meta import RequestMeta
-from .sessions import SignIn, sign_in
+from .mfa_sign_in import MfaRequired, sign_in_or_challenge
+from .sessions import SignIn
 
 __all__ = ["login_with_password", "record_password_check", "password_checked"]
 
@@ -45,8 +46,9 @@ def password_checked(user_pk: Any) -> bool | None:
 @sensitive_variables()
 def login_with_password(
     *, email: str, password: str, meta: RequestMeta, auth_request: Any = None
-) -> SignIn:
-    """Sign in through the configured authentication backends.
+) -> SignIn | MfaRequired:
+    """Sign in through the configured authentication backends; an account with
+    a second factor gets an ``mfa_token`` instead of tokens.
 
     Raises :class:`InvalidCredentials` for every wrong pair (an unknown address
     costs a password hash too, in the package's backend) and for an account an
@@ -58,7 +60,7 @@ def login_with_password(
     """
     user = authenticate(auth_request, email=email, password=password)
     if user is not None and user.is_active:
-        return sign_in(user, method="password", meta=meta)
+        return sign_in_or_challenge(user, method="password", meta=meta)
     error: AuthError = InvalidCredentials()
     with transaction.atomic():
         identity = sign_in_failures.lock_identity(email)

@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib.auth.base_user import AbstractBaseUser
+from django.utils import timezone
 from django.utils.functional import Promise
 from django.views.decorators.debug import sensitive_variables
 
 from .. import audit
-from ..errors import InvalidCredentials
+from ..conf import auth_settings
+from ..errors import InvalidCredentials, ReauthenticationRequired
+from ..models import Session
+from .factors import totp
 from .meta import RequestMeta
 
-__all__ = ["require_password"]
+__all__ = [
+    "require_password",
+    "require_proof",
+    "recently_reauthenticated",
+    "reauthentication_methods",
+]
 
 
 @sensitive_variables()
@@ -34,3 +45,47 @@ def require_password(
         failed_event, user=user, meta=meta, extra={"reason": "invalid_credentials"}
     )
     raise InvalidCredentials(message)
+
+
+@sensitive_variables()
+def require_proof(
+    user: AbstractBaseUser,
+    *,
+    session_id: Any,
+    password: str | None,
+    failed_event: str,
+    meta: RequestMeta,
+    message: str | Promise | None = None,
+) -> None:
+    """The proof a sensitive change needs: ``password`` when given (checked as
+    :func:`require_password` does), else a reauthentication of the caller's
+    session within ``REAUTHENTICATION_TIMEOUT``, else
+    :class:`ReauthenticationRequired`."""
+    if password is not None:
+        require_password(
+            user, password, failed_event=failed_event, meta=meta, message=message
+        )
+    elif not recently_reauthenticated(user, session_id):
+        raise ReauthenticationRequired(methods=reauthentication_methods(user))
+
+
+def reauthentication_methods(user: AbstractBaseUser) -> tuple[str, ...]:
+    """How ``user`` can reauthenticate: ``"password"`` when it has a usable one,
+    ``"totp"`` with an enabled authenticator app, and always ``"email_code"``."""
+    methods = ["password"] if user.has_usable_password() else []
+    if totp.enabled_authenticator(user) is not None:
+        methods.append("totp")
+    methods.append("email_code")
+    return tuple(methods)
+
+
+def recently_reauthenticated(user: AbstractBaseUser, session_id: Any) -> bool:
+    """Whether ``user``'s live session ``session_id`` was reauthenticated within
+    ``REAUTHENTICATION_TIMEOUT``."""
+    since = timezone.now() - auth_settings.REAUTHENTICATION_TIMEOUT
+    return Session.objects.filter(
+        public_id=session_id,
+        user_id=user.pk,
+        revoked_at=None,
+        reauthenticated_at__gte=since,
+    ).exists()

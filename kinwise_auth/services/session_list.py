@@ -13,13 +13,14 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.debug import sensitive_variables
 
-from .. import audit
+from .. import audit, outbox
 from ..conf import auth_settings
-from ..errors import InvalidToken, ReauthenticationRequired, SessionNotFound
-from ..models import LinkToken, Session
+from ..errors import CodeExpired, InvalidCode, InvalidToken, SessionNotFound
+from ..models import EmailIdentity, LinkToken, LoginCode, OutboxEmail, Session
+from .factors import totp
 from .meta import RequestMeta
-from .reauthentication import require_password
-from .secrets import lock_link, require_live, use_link
+from .reauthentication import require_password, require_proof
+from .secrets import CodeCheck, lock_link, require_live, use_link, use_login_code
 from .sessions import revoke_session, revoke_sessions
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "reauthenticate",
     "revoke_other_sessions",
     "revoke_by_link",
+    "request_reauthentication_code",
 ]
 
 INVALID_REVOKE_LINK = _("This link is invalid or has already been used.")
@@ -87,25 +89,69 @@ def end_session(*, user: AbstractBaseUser, session_id: str, meta: RequestMeta) -
 
 @sensitive_variables()
 def reauthenticate(
-    *, user: AbstractBaseUser, session_id: Any, password: str, meta: RequestMeta
+    *,
+    user: AbstractBaseUser,
+    session_id: Any,
+    meta: RequestMeta,
+    password: str | None = None,
+    totp_code: str | None = None,
+    email_code: str | None = None,
 ) -> datetime:
-    """Mark the caller's session reauthenticated by ``password``; return until
-    when that lets it make sensitive changes.
+    """Mark the caller's session reauthenticated by its ``password``, a code of
+    its authenticator app (of a time step not used before) or the code
+    ``reauthenticate/email-code/`` emailed; return until when that lets it make
+    sensitive changes.
 
-    Raises :class:`InvalidCredentials` for a wrong password.
+    Raises :class:`InvalidCredentials` for a wrong password, :class:`InvalidCode`
+    for a wrong code and :class:`CodeExpired` for the emailed code, too late.
     """
-    require_password(
-        user,
-        password,
-        failed_event="reauthentication_failed",
-        meta=meta,
-        message=_("The password is not correct."),
-    )
     now = timezone.now()
+    if email_code is not None:
+        method = "email_code"
+        with transaction.atomic():
+            # The identity's lock serialises uses of the user's codes.
+            EmailIdentity.objects.select_for_update().filter(user_id=user.pk).first()
+            check = use_login_code(
+                user=user,
+                code=email_code,
+                now=now,
+                purpose=LoginCode.Purpose.REAUTHENTICATE,
+            )
+        if check is not CodeCheck.USED:
+            audit.record(
+                "reauthentication_failed",
+                user=user,
+                meta=meta,
+                extra={"reason": "invalid_code", "method": method},
+            )
+            if check is CodeCheck.EXPIRED:
+                raise CodeExpired()
+            raise InvalidCode(_("The code is not correct."))
+    elif password is not None:
+        method = "password"
+        require_password(
+            user,
+            password,
+            failed_event="reauthentication_failed",
+            meta=meta,
+            message=_("The password is not correct."),
+        )
+    else:
+        method = "totp"
+        with transaction.atomic():
+            accepted = totp.accept(user, totp_code or "", now)
+        if not accepted:
+            audit.record(
+                "reauthentication_failed",
+                user=user,
+                meta=meta,
+                extra={"reason": "invalid_code", "method": method},
+            )
+            raise InvalidCode(_("The code is not correct."))
     Session.objects.filter(public_id=session_id, user_id=user.pk).update(
         reauthenticated_at=now
     )
-    audit.record("reauthenticated", user=user, meta=meta)
+    audit.record("reauthenticated", user=user, meta=meta, extra={"method": method})
     return now + auth_settings.REAUTHENTICATION_TIMEOUT
 
 
@@ -123,29 +169,17 @@ def revoke_other_sessions(
     ``REAUTHENTICATION_TIMEOUT``: raises :class:`ReauthenticationRequired`
     without either, :class:`InvalidCredentials` for a wrong password.
     """
-    if password is not None:
-        require_password(
-            user,
-            password,
-            failed_event="sessions_revoke_failed",
-            meta=meta,
-            message=_("The password is not correct."),
-        )
-    elif not _recently_reauthenticated(user, session_id):
-        raise ReauthenticationRequired()
+    require_proof(
+        user,
+        session_id=session_id,
+        password=password,
+        failed_event="sessions_revoke_failed",
+        meta=meta,
+        message=_("The password is not correct."),
+    )
     with transaction.atomic():
         others = Session.objects.filter(user_id=user.pk).exclude(public_id=session_id)
         return revoke_sessions(others, reason="user", user=user, meta=meta)
-
-
-def _recently_reauthenticated(user: AbstractBaseUser, session_id: Any) -> bool:
-    since = timezone.now() - auth_settings.REAUTHENTICATION_TIMEOUT
-    return Session.objects.filter(
-        public_id=session_id,
-        user_id=user.pk,
-        revoked_at=None,
-        reauthenticated_at__gte=since,
-    ).exists()
 
 
 @sensitive_variables()
@@ -171,3 +205,20 @@ def revoke_by_link(*, token: str, meta: RequestMeta) -> None:
             revoke_session(
                 link.session_id, user=link.user, reason="notice_link", meta=meta
             )
+
+
+def request_reauthentication_code(*, user: AbstractBaseUser, meta: RequestMeta) -> None:
+    """Email the caller a code for ``reauthenticate/ {"email_code"}``: the proof an
+    account without a password or an authenticator app can give. Minted by the
+    worker, like every emailed secret."""
+    identity = EmailIdentity.objects.filter(user_id=user.pk).first()
+    if identity is None:
+        return
+    with transaction.atomic():
+        outbox.queue(
+            OutboxEmail.Kind.REAUTHENTICATION_CODE,
+            user=user,
+            recipient=identity.email,
+            context={"ip": meta.ip},
+        )
+        audit.record("reauthentication_code_requested", user=user, meta=meta)

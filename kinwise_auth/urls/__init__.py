@@ -49,6 +49,11 @@ def endpoints(serve: Callable[[type[views.AuthAPIView]], Any]) -> list[URLPatter
         ),
         path("account/delete/", serve(views.AccountDeleteView), name="account-delete"),
         path("reauthenticate/", serve(views.ReauthenticateView), name="reauthenticate"),
+        path(
+            "reauthenticate/email-code/",
+            serve(views.ReauthenticationCodeView),
+            name="reauthentication-code",
+        ),
         path("sessions/", serve(views.SessionsView), name="sessions"),
         path(
             "sessions/revoke-others/",
@@ -62,6 +67,22 @@ def endpoints(serve: Callable[[type[views.AuthAPIView]], Any]) -> list[URLPatter
         ),
         path(
             "sessions/<str:session_id>/", serve(views.SessionDetailView), name="session"
+        ),
+        path("mfa/", serve(views.MfaView), name="mfa"),
+        path(
+            "mfa/authenticate/",
+            serve(views.MfaAuthenticateView),
+            name="mfa-authenticate",
+        ),
+        path("mfa/totp/setup/", serve(views.TotpSetupView), name="mfa-totp-setup"),
+        path(
+            "mfa/totp/confirm/", serve(views.TotpConfirmView), name="mfa-totp-confirm"
+        ),
+        path("mfa/totp/", serve(views.TotpView), name="mfa-totp"),
+        path(
+            "mfa/recovery-codes/",
+            serve(views.RecoveryCodesView),
+            name="mfa-recovery-codes",
         ),
     ]
 

@@ -38,12 +38,21 @@ SIGNED_IN = {
     "sessions/",
     "sessions/revoke-others/",
     "sessions/{session_id}/",
+    "mfa/",
+    "mfa/totp/setup/",
+    "mfa/totp/confirm/",
+    "mfa/totp/",
+    "mfa/recovery-codes/",
+    "reauthenticate/email-code/",
 }
+# POST operations that read no body.
+BODYLESS = {"reauthenticate/email-code/"}
 SUCCESS = {
     "register/": "201",
     "logout/": "205",
     "account/delete/": "204",
     "sessions/{session_id}/": "204",
+    "mfa/totp/": "204",
 }
 
 
@@ -132,7 +141,7 @@ def test_every_operation_describes_its_answers(
         error = responses["429"]["content"]["application/json"]["schema"]
         assert error == {"$ref": "#/components/schemas/Error"}, where
         takes_cookie = browser and path in ("token/refresh/", "logout/")
-        if method == "post":
+        if method == "post" and path not in BODYLESS:
             assert {"413", "415"} <= set(responses), where
             assert ("requestBody" in operation) is not takes_cookie, where
         if browser and method in ("post", "delete"):
@@ -170,7 +179,23 @@ def test_the_browser_transport_answers_no_refresh_token(
     assert set(components["BrowserSignIn"]["required"]) == {"access", "user"}
     login = schema["paths"][BROWSER + "login/"]["post"]
     answer = login["responses"]["200"]["content"]["application/json"]["schema"]
-    assert answer == {"$ref": "#/components/schemas/BrowserSignIn"}
+    assert answer == {"$ref": "#/components/schemas/BrowserSignInAnswer"}
+    assert {"$ref": "#/components/schemas/BrowserSignIn"} in components[
+        "BrowserSignInAnswer"
+    ]["oneOf"]
+
+
+def test_a_sign_in_may_answer_an_mfa_token(schema: dict[str, Any]) -> None:
+    components = schema["components"]["schemas"]
+    assert components["SignInAnswer"]["oneOf"] == [
+        {"$ref": "#/components/schemas/SignIn"},
+        {"$ref": "#/components/schemas/MfaRequired"},
+    ]
+    assert set(components["MfaRequired"]["required"]) == {
+        "mfa_required",
+        "mfa_token",
+        "methods",
+    }
 
 
 def test_swagger_ui_is_served(tmp_path: Path) -> None:
@@ -224,12 +249,12 @@ def test_schemathesis_finds_no_server_error_and_no_schema_break(
             schemathesis(st, base, email, tmp_path, "--exclude-method", "DELETE"),
             schemathesis(st, base, email, tmp_path, "--include-method", "DELETE"),
         ]
-    # Both transports: the app's 21 operations, the browser's 21 and csrf/;
-    # two of them DELETEs.
-    for result, selected in zip(results, ("41 selected", "2 selected"), strict=True):
+    # Both transports: the app's 28 operations, the browser's 28 and csrf/;
+    # four of them DELETEs.
+    for result, selected in zip(results, ("53 selected", "4 selected"), strict=True):
         summary = result.stdout[-6000:] + result.stderr[-2000:]
         assert result.returncode == 0, summary
-        assert f"{selected} / 43 total" in result.stdout, summary
+        assert f"{selected} / 57 total" in result.stdout, summary
         assert " passed" in result.stdout, summary
         assert not re.search(r"\b\d+ failed\b|❌", result.stdout), summary
         # Signed in throughout: no operation met only 401s but the browser's

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from django.contrib.auth.base_user import AbstractBaseUser
 
+from ...models import MfaChallenge
 from .links import (
     link_owner,
     lock_link,
@@ -49,3 +50,5 @@ def retire_secrets(user: AbstractBaseUser) -> None:
     """
     supersede_links(user)
     supersede_login_codes(user)
+    # A sign-in waiting for its second factor began with the old password.
+    MfaChallenge.objects.filter(user_id=user.pk).supersede()

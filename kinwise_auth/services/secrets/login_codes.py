@@ -33,12 +33,14 @@ def mint_login_code(
     outbox: OutboxEmail | None = None,
     ip: str | None = None,
     valid_for: timedelta | None = None,
+    purpose: str = LoginCode.Purpose.SIGN_IN,
 ) -> str:
-    """Mint a login code for ``user``; return it, the only clear copy.
+    """Mint a ``purpose`` code for ``user``; return it, the only clear copy.
 
-    Every live code of the user dies first: one code works at a time, the
-    newest. The stored hash binds the code to the user, so a code's hash is no
-    use for another account. ``valid_for`` defaults to ``LOGIN_CODE_LIFETIME``.
+    Every live code of that purpose of the user dies first: one code works at
+    a time, the newest. The stored hash binds the code to the user and the
+    purpose, so a code's hash is no use for another account or purpose.
+    ``valid_for`` defaults to ``LOGIN_CODE_LIFETIME``.
     """
     code = crypto.new_login_code(int(auth_settings.LOGIN_CODE_LENGTH))
     now = timezone.now()
@@ -47,10 +49,13 @@ def mint_login_code(
     with transaction.atomic():
         # Serialise minting per user: one live code at a time, the newest.
         EmailIdentity.objects.select_for_update().filter(user_id=user.pk).first()
-        supersede_login_codes(user)
+        supersede_login_codes(user, purpose)
         LoginCode.objects.create(
             user_id=user.pk,
-            code_hash=crypto.keyed_hash(crypto.login_code_message(user.pk, code)),
+            purpose=purpose,
+            code_hash=crypto.keyed_hash(
+                crypto.login_code_message(user.pk, code, purpose)
+            ),
             outbox=outbox,
             ip=ip,
             expires_at=now + valid_for,
@@ -59,8 +64,14 @@ def mint_login_code(
 
 
 @sensitive_variables()
-def use_login_code(*, user: AbstractBaseUser, code: str, now: datetime) -> CodeCheck:
-    """Use ``user``'s live code if ``code`` is it.
+def use_login_code(
+    *,
+    user: AbstractBaseUser,
+    code: str,
+    now: datetime,
+    purpose: str = LoginCode.Purpose.SIGN_IN,
+) -> CodeCheck:
+    """Use ``user``'s live ``purpose`` code if ``code`` is it.
 
     Call inside ``transaction.atomic()`` with the user's rows locked (the code's
     row is locked here, last): N simultaneous uses succeed once. A wrong guess
@@ -68,7 +79,7 @@ def use_login_code(*, user: AbstractBaseUser, code: str, now: datetime) -> CodeC
     """
     live = (
         LoginCode.objects.select_for_update()
-        .filter(user_id=user.pk)
+        .filter(user_id=user.pk, purpose=purpose)
         .live()
         .order_by("-created_at")
         .first()
@@ -76,7 +87,7 @@ def use_login_code(*, user: AbstractBaseUser, code: str, now: datetime) -> CodeC
     if live is None or live.attempts >= auth_settings.LOGIN_CODE_MAX_ATTEMPTS:
         return CodeCheck.WRONG
     if not crypto.matches(
-        crypto.login_code_message(live.user_id, code), live.code_hash
+        crypto.login_code_message(live.user_id, code, purpose), live.code_hash
     ):
         live.attempts += 1
         live.save(update_fields=["attempts"])
@@ -88,6 +99,9 @@ def use_login_code(*, user: AbstractBaseUser, code: str, now: datetime) -> CodeC
     return CodeCheck.USED
 
 
-def supersede_login_codes(user: AbstractBaseUser) -> int:
-    """Retire ``user``'s live login codes."""
-    return int(LoginCode.objects.filter(user_id=user.pk).supersede())
+def supersede_login_codes(user: AbstractBaseUser, purpose: str | None = None) -> int:
+    """Retire ``user``'s live codes (of ``purpose`` only, when given)."""
+    codes = LoginCode.objects.filter(user_id=user.pk)
+    if purpose is not None:
+        codes = codes.filter(purpose=purpose)
+    return int(codes.supersede())

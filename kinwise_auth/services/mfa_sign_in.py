@@ -1,0 +1,161 @@
+"""Sign-in with a second factor: the first factor right, then a code.
+
+Every sign-in flow ends in :func:`sign_in_or_challenge`: an account with an
+enabled factor gets no tokens but an ``mfa_token`` (a keyed hash at rest, single
+use, ``MFA_CHALLENGE_LIFETIME``, dead after ``MFA_MAX_ATTEMPTS`` wrong codes);
+:func:`complete` takes it with a TOTP or a recovery code and opens the session,
+its method naming both factors ("password+totp").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+from django.views.decorators.debug import sensitive_variables
+
+from .. import audit, crypto, outbox
+from ..conf import auth_settings
+from ..errors import InvalidCode, InvalidToken
+from ..models import EmailIdentity, MfaChallenge, OutboxEmail
+from .factors import recovery_codes, totp
+from .meta import RequestMeta
+from .sessions import SignIn, sign_in
+
+__all__ = [
+    "MfaRequired",
+    "sign_in_or_challenge",
+    "challenge_owner",
+    "complete",
+]
+
+INVALID_MFA_TOKEN = _("This sign-in has expired. Sign in again.")
+WRONG_CODE = _("The code is not correct.")
+
+
+@dataclass(frozen=True)
+class MfaRequired:
+    """A sign-in waiting for its second factor: no tokens yet."""
+
+    user: AbstractBaseUser
+    mfa_token: str
+    methods: tuple[str, ...]
+
+
+@sensitive_variables()
+def sign_in_or_challenge(
+    user: AbstractBaseUser, *, method: str, meta: RequestMeta
+) -> SignIn | MfaRequired:
+    """Tokens for an account with no second factor (:func:`sign_in`); else an
+    ``mfa_token`` for :func:`complete`, every earlier one of the user dead."""
+    if totp.enabled_authenticator(user) is None:
+        return sign_in(user, method=method, meta=meta)
+    token = crypto.new_link_token()
+    now = timezone.now()
+    MfaChallenge.objects.filter(user_id=user.pk).supersede()
+    MfaChallenge.objects.create(
+        user_id=user.pk,
+        token_hash=crypto.keyed_hash(token),
+        method=method,
+        expires_at=now + auth_settings.MFA_CHALLENGE_LIFETIME,
+    )
+    audit.record("mfa_required", user=user, meta=meta, extra={"method": method})
+    methods = ("totp", "recovery_code") if recovery_codes.left(user) else ("totp",)
+    return MfaRequired(user=user, mfa_token=token, methods=methods)
+
+
+@sensitive_variables()
+def challenge_owner(mfa_token: str) -> Any:
+    """The primary key of the user an ``mfa_token`` was made for (live or not);
+    None if none was: it keys the per-account limit of ``mfa/authenticate/``."""
+    return (
+        MfaChallenge.objects.filter(token_hash__in=crypto.candidate_hashes(mfa_token))
+        .values_list("user_id", flat=True)
+        .first()
+    )
+
+
+@sensitive_variables()
+def complete(*, mfa_token: str, code: str, meta: RequestMeta) -> SignIn:
+    """Finish a sign-in with a TOTP code (of a step not used before) or a
+    recovery code; open its session.
+
+    Raises :class:`InvalidToken` for an unknown, used, superseded, expired or
+    exhausted ``mfa_token`` (or an account that may no longer sign in), and
+    :class:`InvalidCode` for any wrong code, which counts towards the token's
+    attempts.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        challenge = (
+            MfaChallenge.objects.select_for_update()
+            .select_related("user")
+            .filter(token_hash__in=crypto.candidate_hashes(mfa_token))
+            .first()
+        )
+        if (
+            challenge is None
+            or challenge.used_at is not None
+            or challenge.superseded_at is not None
+            or challenge.expires_at <= now
+            or challenge.attempts >= auth_settings.MFA_MAX_ATTEMPTS
+            or not challenge.user.is_active
+        ):
+            raise InvalidToken(INVALID_MFA_TOKEN)
+        user = challenge.user
+        factor = _second_factor(user, code, now)
+        if factor is None:
+            MfaChallenge.objects.filter(pk=challenge.pk).update(
+                attempts=F("attempts") + 1
+            )
+            failed = True
+        else:
+            failed = False
+            challenge.used_at = now
+            challenge.save(update_fields=["used_at"])
+            if factor == "recovery_code":
+                _tell_recovery_code_used(user, meta)
+            result = sign_in(user, method=f"{challenge.method}+{factor}", meta=meta)
+    if failed:
+        # Recorded, and the attempt counted, before the error: it is committed.
+        audit.record(
+            "login_failed",
+            user=user,
+            meta=meta,
+            extra={"method": f"{challenge.method}+mfa", "reason": "invalid_code"},
+        )
+        raise InvalidCode(WRONG_CODE)
+    return result
+
+
+@sensitive_variables()
+def _second_factor(user: AbstractBaseUser, code: str, now: Any) -> str | None:
+    """Which factor ``code`` proves ("totp" or "recovery_code"), spending it;
+    None if neither."""
+    if totp.accept(user, code, now):
+        return "totp"
+    if recovery_codes.use(user, code):
+        return "recovery_code"
+    return None
+
+
+def _tell_recovery_code_used(user: AbstractBaseUser, meta: RequestMeta) -> None:
+    audit.record(
+        "recovery_code_used",
+        user=user,
+        meta=meta,
+        extra={"left": recovery_codes.left(user)},
+    )
+    identity = EmailIdentity.objects.filter(user_id=user.pk).first()
+    if identity is not None:
+        outbox.queue(
+            OutboxEmail.Kind.MFA_CHANGED,
+            user=user,
+            recipient=identity.email,
+            context={"change": "recovery_code_used"},
+        )
