@@ -16,8 +16,9 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from . import outbox
+from . import outbox, ratelimit
 from .models import (
+    Authenticator,
     AuthEvent,
     EmailIdentity,
     LinkToken,
@@ -25,6 +26,8 @@ from .models import (
     OutboxEmail,
     Session,
 )
+from .services.meta import RequestMeta
+from .services.mfa_enrolment import reset_factors
 from .services.sessions import revoke_sessions
 from .services.sign_in_failures import unlock
 
@@ -51,7 +54,36 @@ class EmailIdentityAdmin(ReadOnlyAdmin):
     search_fields = ["email_normalized"]
     list_select_related = ["user"]
     readonly_fields = ["sessions"]
-    actions = ["unlock"]
+    actions = ["unlock", "reset_two_step"]
+
+    def has_reset_two_step_permission(self, request: HttpRequest) -> bool:
+        # The admin is read-only, so view permission alone must not reset.
+        return bool(request.user.has_perm("kinwise_auth.delete_authenticator"))
+
+    @admin.action(
+        description=_("Reset the two-step sign-in of the selected accounts"),
+        permissions=["reset_two_step"],
+    )
+    def reset_two_step(
+        self, request: HttpRequest, queryset: QuerySet[EmailIdentity]
+    ) -> None:
+        """Remove the accounts' authenticator apps and recovery codes (a lost
+        phone); each owner is emailed and the reset audited."""
+        meta = RequestMeta(ip=ratelimit.valid_ip(ratelimit.client_ip(request)))
+        count = sum(
+            reset_factors(identity.user, meta=meta)
+            for identity in queryset.select_related("user")
+        )
+        self.message_user(
+            request,
+            ngettext(
+                "Two-step sign-in reset for %(count)d account.",
+                "Two-step sign-in reset for %(count)d accounts.",
+                count,
+            )
+            % {"count": count},
+            messages.SUCCESS,
+        )
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[EmailIdentity]:
         # Counted in the list's one query: no query per row.
@@ -214,3 +246,14 @@ class AuthEventAdmin(ReadOnlyAdmin):
     search_fields = ["event_type", "ip"]
     date_hierarchy = "created_at"
     list_select_related = ["user"]
+
+
+@admin.register(Authenticator)
+class AuthenticatorAdmin(ReadOnlyAdmin):
+    """Which accounts have which second factor: never the secret."""
+
+    list_display = ["user", "kind", "confirmed_at", "last_used_at", "created_at"]
+    list_filter = ["kind", ("confirmed_at", admin.EmptyFieldListFilter)]
+    search_fields = ["user__kinwise_identity__email_normalized"]
+    list_select_related = ["user"]
+    exclude = ["secret", "pending_secret", "last_step"]

@@ -125,9 +125,9 @@ session_reused = Signal()
 # "admin" | "notice_link"}.
 session_revoked = Signal()
 
-# A second factor was enabled, removed or renewed. Arguments: user, ip,
-# user_agent, extra: {"change": "totp_enabled" | "totp_disabled" |
-# "recovery_codes_renewed"}.
+# A second factor was enabled, removed or renewed, or an operator reset them.
+# Arguments: user, ip, user_agent, extra: {"change": "totp_enabled" |
+# "totp_disabled" | "recovery_codes_renewed" | "factors_reset"}.
 mfa_changed = Signal()
 
 EVENT_SIGNALS: dict[str, Signal] = {

@@ -14,6 +14,7 @@ from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import AccessToken
 
 from kinwise_auth.models import (
+    Authenticator,
     AuthEvent,
     EmailIdentity,
     LinkToken,
@@ -282,3 +283,89 @@ def test_the_changelists_queries_do_not_grow_with_their_rows(
     many = {name: queries(name) for name in (SESSIONS, IDENTITIES)}
 
     assert many == few
+
+
+# --- second factors ------------------------------------------------------------
+
+
+def enable_totp(user: Any) -> str:
+    from django.utils import timezone
+
+    from kinwise_auth.services.factors import recovery_codes, totp
+
+    secret = totp.new_secret()
+    Authenticator.objects.create(
+        user=user,
+        kind=Authenticator.Kind.TOTP,
+        secret=totp.sealed(secret, user.pk),
+        confirmed_at=timezone.now(),
+    )
+    recovery_codes.issue(user)
+    return secret
+
+
+def test_factors_are_listed_without_their_secrets(
+    admin_client_: Client, alice: Any
+) -> None:
+    secret = enable_totp(alice)
+    row = Authenticator.objects.get()
+
+    listing = admin_client_.get(reverse("admin:kinwise_auth_authenticator_changelist"))
+    detail = admin_client_.get(
+        reverse("admin:kinwise_auth_authenticator_change", args=[row.pk])
+    )
+
+    for page in (listing, detail):
+        assert page.status_code == 200
+        html = page.content.decode()
+        assert secret not in html and row.secret not in html
+    assert "alice@example.com" in listing.content.decode()
+
+
+def test_an_operator_resets_an_accounts_two_step_sign_in(
+    admin_client_: Client, alice: Any, broker: Any
+) -> None:
+    enable_totp(alice)
+    identity = EmailIdentity.objects.get(user=alice)
+
+    response = admin_client_.post(
+        reverse("admin:kinwise_auth_emailidentity_changelist"),
+        {"action": "reset_two_step", "_selected_action": [identity.pk]},
+        follow=True,
+    )
+
+    assert "Two-step sign-in reset for 1 account." in response.content.decode()
+    assert not Authenticator.objects.filter(user=alice).exists()
+    event = AuthEvent.objects.get(event_type="mfa_changed")
+    assert event.extra == {"change": "factors_reset"} and event.ip == "127.0.0.1"
+    assert OutboxEmail.objects.filter(
+        kind=OutboxEmail.Kind.MFA_CHANGED, context={"change": "factors_reset"}
+    ).exists()
+    # The account now signs in by password alone.
+    login = APIClient().post(
+        AUTH + "login/",
+        {"email": "alice@example.com", "password": PASSWORD},
+        format="json",
+    )
+    assert set(login.json()) == {"access", "refresh", "user"}
+
+
+def test_view_permission_alone_cannot_reset_factors(make_user: Any, alice: Any) -> None:
+    enable_totp(alice)
+    staff = make_user("viewer@example.com")
+    staff.is_staff = True
+    staff.save()
+    staff.user_permissions.add(
+        Permission.objects.get(codename="view_emailidentity"),
+        Permission.objects.get(codename="change_emailidentity"),
+    )
+    client = Client()
+    client.force_login(staff)
+    identity = EmailIdentity.objects.get(user=alice)
+
+    client.post(
+        reverse("admin:kinwise_auth_emailidentity_changelist"),
+        {"action": "reset_two_step", "_selected_action": [identity.pk]},
+    )
+
+    assert Authenticator.objects.filter(user=alice).exists()

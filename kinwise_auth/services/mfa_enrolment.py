@@ -20,7 +20,7 @@ from django.views.decorators.debug import sensitive_variables
 
 from .. import audit, outbox
 from ..errors import FactorNotFound, InvalidCode, MfaRequiredFirst, MfaSetupRequired
-from ..models import Authenticator, EmailIdentity, OutboxEmail
+from ..models import Authenticator, EmailIdentity, MfaChallenge, OutboxEmail
 from ..site import site_name
 from .factors import recovery_codes, totp
 from .meta import RequestMeta
@@ -36,6 +36,7 @@ __all__ = [
     "renew_recovery_codes",
     "factors_status",
     "enabled_totp",
+    "reset_factors",
 ]
 
 #: How long a set-up's secret waits for its confirming code.
@@ -219,3 +220,31 @@ def _changed(user: AbstractBaseUser, change: str, meta: RequestMeta) -> None:
             recipient=identity.email,
             context={"change": change},
         )
+
+
+def reset_factors(user: AbstractBaseUser, *, meta: RequestMeta | None = None) -> bool:
+    """An operator's reset of ``user``'s second factors (a lost phone and no
+    recovery code left): the app, the recovery codes and any sign-in waiting
+    for its second step go; the owner is told and it is audited. Whether there
+    was anything to reset."""
+    with transaction.atomic():
+        removed, _ = Authenticator.objects.filter(user_id=user.pk).delete()
+        retired = recovery_codes.retire(user)
+        MfaChallenge.objects.filter(user_id=user.pk).supersede()
+        if not removed and not retired:
+            return False
+        audit.record(
+            "mfa_changed",
+            user=user,
+            meta=meta,
+            extra={"change": "factors_reset"},
+        )
+        identity = EmailIdentity.objects.filter(user_id=user.pk).first()
+        if identity is not None:
+            outbox.queue(
+                OutboxEmail.Kind.MFA_CHANGED,
+                user=user,
+                recipient=identity.email,
+                context={"change": "factors_reset"},
+            )
+    return True
