@@ -199,7 +199,7 @@ def test_setup_offers_a_secret_an_app_can_scan_and_keeps_it_sealed(
     assert answer["otpauth_url"].startswith("otpauth://totp/")
     assert f"secret={answer['secret']}" in answer["otpauth_url"]
     assert "alice%40example.com" in answer["otpauth_url"]
-    assert answer["qr_svg"].startswith("<svg")
+    assert answer["qr_svg"].startswith('<svg xmlns="http://www.w3.org/2000/svg"')
     assert answer["expires_in"] == 600
     row = Authenticator.objects.get(user=alice)
     assert row.confirmed_at is None and not row.secret

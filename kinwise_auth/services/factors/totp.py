@@ -4,6 +4,7 @@ clock skew either way, and no step accepted twice for one authenticator."""
 from __future__ import annotations
 
 import hmac
+import io
 from datetime import datetime
 from typing import Any
 
@@ -47,8 +48,13 @@ def provisioning_uri(secret: str, *, account: str, issuer: str) -> str:
 
 @sensitive_variables()
 def qr_svg(uri: str) -> str:
-    """The QR code of ``uri`` as an inline SVG element."""
-    return str(segno.make(uri, error="m").svg_inline(scale=4, border=2))
+    """The QR code of ``uri``: one ``<svg>`` element with its namespace, so it
+    shows whether a client inserts it as HTML or parses it as SVG."""
+    buffer = io.BytesIO()
+    segno.make(uri, error="m").save(
+        buffer, kind="svg", xmldecl=False, nl=False, scale=4, border=2
+    )
+    return buffer.getvalue().decode()
 
 
 def _context(user_pk: Any) -> str:
