@@ -331,7 +331,8 @@ def test_the_refusal_names_the_methods_the_account_has(
     code_only.save()
     bare = signed_in(code_only).post(AUTH + "sessions/revoke-others/", {}).json()
 
-    assert both["methods"] == ["password", "totp", "email_code"]
+    # With a second factor, a mailbox alone is not proof enough.
+    assert both["methods"] == ["password", "totp"]
     assert bare["methods"] == ["email_code"]
 
 
@@ -438,3 +439,98 @@ def test_the_new_sign_in_email_names_both_factors(
 
     (notice,) = [m for m in mail.outbox if "New sign-in" in m.subject]
     assert "Signed in with: password + authenticator app." in notice.body
+
+
+# --- guessing the second factor ------------------------------------------------
+
+
+def test_wrong_second_factor_codes_count_and_cap_the_day(
+    alice: Any, secret: str, settings: Any, broker: Any
+) -> None:
+    """An intruder who holds the password guesses codes over many sign-ins: each
+    wrong code counts towards the account's day of failed code checks, past
+    which even the right code is refused, and the owner is told."""
+    from kinwise_auth.models import EmailIdentity, OutboxEmail
+
+    settings.KINWISE_AUTH = {
+        **settings.KINWISE_AUTH,
+        "LOGIN_CODE_DAILY_FAILURES": 4,
+        "SECURITY_NOTICE_AFTER": 3,
+        "RATE_LIMITS": {
+            "login": {"email": None},
+            "mfa_authenticate": {"account": None},
+        },
+    }
+    wrong = "000000" if code(secret) != "000000" else "111111"
+    for _ in range(4):
+        assert authenticate(login().json()["mfa_token"], wrong).status_code == 400
+
+    refused = authenticate(login().json()["mfa_token"], code(secret))
+
+    assert refused.json()["code"] == "invalid_code"
+    identity = EmailIdentity.objects.get(user=alice)
+    assert identity.failed_codes >= 4
+    assert OutboxEmail.objects.filter(kind=OutboxEmail.Kind.SIGN_IN_ATTEMPTS).exists()
+
+
+def test_wrong_step_up_codes_count_too(alice: Any, secret: str, settings: Any) -> None:
+    from kinwise_auth.models import EmailIdentity
+
+    settings.KINWISE_AUTH = {
+        **settings.KINWISE_AUTH,
+        "LOGIN_CODE_DAILY_FAILURES": 3,
+        "RATE_LIMITS": {"reauthenticate": {"account": None}},
+    }
+    client = signed_in(alice)
+    wrong = "000000" if code(secret) != "000000" else "111111"
+    for _ in range(3):
+        assert client.post(AUTH + "reauthenticate/", {"totp": wrong}).status_code == 400
+
+    refused = client.post(AUTH + "reauthenticate/", {"totp": code(secret)})
+
+    assert refused.json()["code"] == "invalid_code"
+    assert EmailIdentity.objects.get(user=alice).failed_codes == 4
+
+
+def test_a_mailbox_alone_cannot_remove_a_second_factor(alice: Any, secret: str) -> None:
+    """A stolen session and the mailbox must not be enough to drop the app."""
+    client = signed_in(alice)
+
+    asked = client.post(AUTH + "reauthenticate/email-code/", {})
+    proved = client.post(AUTH + "reauthenticate/", {"email_code": "123456"})
+
+    assert asked.status_code == 403
+    assert asked.json()["methods"] == ["password", "totp"]
+    assert proved.status_code == 403
+    assert client.delete(AUTH + "mfa/totp/", {}).status_code == 403
+
+
+def test_sign_ins_at_once_leave_one_live_token(
+    alice: Any, secret: str, settings: Any
+) -> None:
+    import threading
+
+    from django.db import connection
+
+    settings.KINWISE_AUTH = {
+        **settings.KINWISE_AUTH,
+        "RATE_LIMITS": {"login": {"email": None}},
+    }
+    start = threading.Barrier(6)
+    answers: list[Any] = []
+
+    def sign_in_now() -> None:
+        start.wait()
+        try:
+            answers.append(login())
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=sign_in_now) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert [a.status_code for a in answers] == [200] * 6, [a.content for a in answers]
+    assert MfaChallenge.objects.live().count() == 1

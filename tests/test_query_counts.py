@@ -439,13 +439,16 @@ def test_second_factors(
 def test_sign_in_with_a_second_factor(
     api: Any, make_user: Any, broker: Any, assert_queries: Any
 ) -> None:
-    """login/ with a factor: identity, the factor, earlier challenges retired, the
-    challenge, the audit row, the recovery codes left. mfa/authenticate/: the
-    token's owner (per-account limit), the challenge locked (with its user), the
-    authenticator locked, its step saved, the challenge used, then a session as
-    login/ opens one (outstanding token, session row, audit row, last_login).
-    A wrong code: the owner, the challenge, the authenticator, the attempt
-    counted, the audit row (and the recovery code tried, when it could be one)."""
+    """login/ with a factor: identity, the factor, the identity locked (one live
+    token per account), earlier challenges retired, the challenge, the audit
+    row, the recovery codes left. mfa/authenticate/: the token's owner (the
+    per-account limit, then again for the locks), the user and identity locked,
+    the challenge locked (with its user), the authenticator locked, its step
+    saved, the challenge used, then a session as login/ opens one (outstanding
+    token, session row, audit row, last_login). A wrong code: the owner twice,
+    the user, identity and challenge locked, the authenticator, the attempt and
+    the day's failure counted, the audit row (and the recovery code tried, when
+    it could be one)."""
     import pyotp
     from django.utils import timezone
 
@@ -462,12 +465,12 @@ def test_sign_in_with_a_second_factor(
     )
     body = {"email": "a@example.com", "password": PASSWORD}
 
-    with assert_queries(6):
+    with assert_queries(7):
         token = api.post("/api/v1/auth/login/", body, format="json").json()["mfa_token"]
     url = "/api/v1/auth/mfa/authenticate/"
-    with assert_queries(5):
+    with assert_queries(9):
         api.post(url, {"mfa_token": token, "code": "abc"}, format="json")
     code = totp.code_at(secret, pyotp.TOTP(secret).timecode(timezone.now()))
-    with assert_queries(9):
+    with assert_queries(12):
         response = api.post(url, {"mfa_token": token, "code": code}, format="json")
     assert response.status_code == 200

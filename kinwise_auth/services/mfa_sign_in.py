@@ -23,7 +23,9 @@ from .. import audit, crypto, outbox
 from ..conf import auth_settings
 from ..errors import InvalidCode, InvalidToken
 from ..models import EmailIdentity, MfaChallenge, OutboxEmail
+from . import sign_in_failures
 from .factors import recovery_codes, totp
+from .identities import lock_user
 from .meta import RequestMeta
 from .sessions import SignIn, sign_in
 
@@ -57,16 +59,24 @@ def sign_in_or_challenge(
         return sign_in(user, method=method, meta=meta)
     token = crypto.new_link_token()
     now = timezone.now()
-    MfaChallenge.objects.filter(user_id=user.pk).supersede()
+    with transaction.atomic():
+        # The identity's lock serialises sign-ins of one account: of two at
+        # once, the later retires the earlier's token, so one token lives.
+        EmailIdentity.objects.select_for_update().filter(user_id=user.pk).first()
+        MfaChallenge.objects.filter(user_id=user.pk).supersede()
+        _new_challenge(user, token, method, now)
+    audit.record("mfa_required", user=user, meta=meta, extra={"method": method})
+    methods = ("totp", "recovery_code") if recovery_codes.left(user) else ("totp",)
+    return MfaRequired(user=user, mfa_token=token, methods=methods)
+
+
+def _new_challenge(user: AbstractBaseUser, token: str, method: str, now: Any) -> None:
     MfaChallenge.objects.create(
         user_id=user.pk,
         token_hash=crypto.keyed_hash(token),
         method=method,
         expires_at=now + auth_settings.MFA_CHALLENGE_LIFETIME,
     )
-    audit.record("mfa_required", user=user, meta=meta, extra={"method": method})
-    methods = ("totp", "recovery_code") if recovery_codes.left(user) else ("totp",)
-    return MfaRequired(user=user, mfa_token=token, methods=methods)
 
 
 @sensitive_variables()
@@ -88,10 +98,20 @@ def complete(*, mfa_token: str, code: str, meta: RequestMeta) -> SignIn:
     Raises :class:`InvalidToken` for an unknown, used, superseded, expired or
     exhausted ``mfa_token`` (or an account that may no longer sign in), and
     :class:`InvalidCode` for any wrong code, which counts towards the token's
-    attempts.
+    attempts and the account's day of failed code checks
+    (``LOGIN_CODE_DAILY_FAILURES``, shared with emailed codes: past it every code
+    is refused that day) and "someone is trying to sign in" notice. The rows are
+    locked in the one order: user, identity, then the challenge.
     """
     now = timezone.now()
+    owner = challenge_owner(mfa_token)
+    if owner is None:
+        raise InvalidToken(INVALID_MFA_TOKEN)
     with transaction.atomic():
+        lock_user(owner)
+        identity = (
+            EmailIdentity.objects.select_for_update().filter(user_id=owner).first()
+        )
         challenge = (
             MfaChallenge.objects.select_for_update()
             .select_related("user")
@@ -100,6 +120,7 @@ def complete(*, mfa_token: str, code: str, meta: RequestMeta) -> SignIn:
         )
         if (
             challenge is None
+            or identity is None
             or challenge.used_at is not None
             or challenge.superseded_at is not None
             or challenge.expires_at <= now
@@ -108,11 +129,14 @@ def complete(*, mfa_token: str, code: str, meta: RequestMeta) -> SignIn:
         ):
             raise InvalidToken(INVALID_MFA_TOKEN)
         user = challenge.user
-        factor = _second_factor(user, code, now)
+        identity.user = user
+        exhausted = sign_in_failures.codes_exhausted(identity, now)
+        factor = None if exhausted else _second_factor(user, code, now)
         if factor is None:
             MfaChallenge.objects.filter(pk=challenge.pk).update(
                 attempts=F("attempts") + 1
             )
+            sign_in_failures.record_failure(identity, method="code", now=now)
             failed = True
         else:
             failed = False

@@ -70,12 +70,14 @@ def require_proof(
 
 
 def reauthentication_methods(user: AbstractBaseUser) -> tuple[str, ...]:
-    """How ``user`` can reauthenticate: ``"password"`` when it has a usable one,
-    ``"totp"`` with an enabled authenticator app, and always ``"email_code"``."""
+    """How ``user`` can reauthenticate: ``"password"`` when it has a usable one;
+    ``"totp"`` with an enabled authenticator app, else ``"email_code"``: with a
+    second factor, a mailbox alone is not proof enough to remove it."""
     methods = ["password"] if user.has_usable_password() else []
     if totp.enabled_authenticator(user) is not None:
         methods.append("totp")
-    methods.append("email_code")
+    else:
+        methods.append("email_code")
     return tuple(methods)
 
 

@@ -15,11 +15,23 @@ from django.views.decorators.debug import sensitive_variables
 
 from .. import audit, outbox
 from ..conf import auth_settings
-from ..errors import CodeExpired, InvalidCode, InvalidToken, SessionNotFound
+from ..errors import (
+    CodeExpired,
+    InvalidCode,
+    InvalidToken,
+    ReauthenticationRequired,
+    SessionNotFound,
+)
 from ..models import EmailIdentity, LinkToken, LoginCode, OutboxEmail, Session
+from . import sign_in_failures
 from .factors import totp
+from .identities import lock_user
 from .meta import RequestMeta
-from .reauthentication import require_password, require_proof
+from .reauthentication import (
+    reauthentication_methods,
+    require_password,
+    require_proof,
+)
 from .secrets import CodeCheck, lock_link, require_live, use_link, use_login_code
 from .sessions import revoke_session, revoke_sessions
 
@@ -106,17 +118,22 @@ def reauthenticate(
     for a wrong code and :class:`CodeExpired` for the emailed code, too late.
     """
     now = timezone.now()
-    if email_code is not None:
-        method = "email_code"
-        with transaction.atomic():
-            # The identity's lock serialises uses of the user's codes.
-            EmailIdentity.objects.select_for_update().filter(user_id=user.pk).first()
-            check = use_login_code(
-                user=user,
-                code=email_code,
-                now=now,
-                purpose=LoginCode.Purpose.REAUTHENTICATE,
-            )
+    if password is not None:
+        method = "password"
+        require_password(
+            user,
+            password,
+            failed_event="reauthentication_failed",
+            meta=meta,
+            message=_("The password is not correct."),
+        )
+    else:
+        method = "totp" if totp_code is not None else "email_code"
+        if method not in reauthentication_methods(user):
+            # An account with a second factor proves it with that factor: a
+            # mailbox alone must not be enough to remove it.
+            raise ReauthenticationRequired(methods=reauthentication_methods(user))
+        check = _check_code(user, method, totp_code or email_code or "", now)
         if check is not CodeCheck.USED:
             audit.record(
                 "reauthentication_failed",
@@ -127,32 +144,43 @@ def reauthenticate(
             if check is CodeCheck.EXPIRED:
                 raise CodeExpired()
             raise InvalidCode(_("The code is not correct."))
-    elif password is not None:
-        method = "password"
-        require_password(
-            user,
-            password,
-            failed_event="reauthentication_failed",
-            meta=meta,
-            message=_("The password is not correct."),
-        )
-    else:
-        method = "totp"
-        with transaction.atomic():
-            accepted = totp.accept(user, totp_code or "", now)
-        if not accepted:
-            audit.record(
-                "reauthentication_failed",
-                user=user,
-                meta=meta,
-                extra={"reason": "invalid_code", "method": method},
-            )
-            raise InvalidCode(_("The code is not correct."))
     Session.objects.filter(public_id=session_id, user_id=user.pk).update(
         reauthenticated_at=now
     )
     audit.record("reauthenticated", user=user, meta=meta, extra={"method": method})
     return now + auth_settings.REAUTHENTICATION_TIMEOUT
+
+
+@sensitive_variables()
+def _check_code(user: AbstractBaseUser, method: str, code: str, now: Any) -> CodeCheck:
+    """Check a step-up code under the account's locks (user, identity, then the
+    code or authenticator). A wrong one counts towards the day's failed code
+    checks (``LOGIN_CODE_DAILY_FAILURES``, past which every code is refused) and
+    the "someone is trying" notice, as at sign-in; committed before the caller
+    raises."""
+    with transaction.atomic():
+        lock_user(user.pk)
+        identity = (
+            EmailIdentity.objects.select_for_update().filter(user_id=user.pk).first()
+        )
+        if identity is None:
+            return CodeCheck.WRONG
+        identity.user = user  # type: ignore[assignment]
+        if sign_in_failures.codes_exhausted(identity, now):
+            check = CodeCheck.WRONG
+        elif method == "totp":
+            accepted = totp.accept(user, code, now)
+            check = CodeCheck.USED if accepted else CodeCheck.WRONG
+        else:
+            check = use_login_code(
+                user=user,
+                code=code,
+                now=now,
+                purpose=LoginCode.Purpose.REAUTHENTICATE,
+            )
+        if check is CodeCheck.WRONG:
+            sign_in_failures.record_failure(identity, method="code", now=now)
+    return check
 
 
 @sensitive_variables()
@@ -211,6 +239,8 @@ def request_reauthentication_code(*, user: AbstractBaseUser, meta: RequestMeta) 
     """Email the caller a code for ``reauthenticate/ {"email_code"}``: the proof an
     account without a password or an authenticator app can give. Minted by the
     worker, like every emailed secret."""
+    if "email_code" not in reauthentication_methods(user):
+        raise ReauthenticationRequired(methods=reauthentication_methods(user))
     identity = EmailIdentity.objects.filter(user_id=user.pk).first()
     if identity is None:
         return

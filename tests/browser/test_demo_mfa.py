@@ -6,18 +6,19 @@ cache, the worker's emails in the dev mailbox. A verified account, registered
 through the API, then on the demo page:
 
 * signs in with the password (one step: no app yet), is refused a set-up without
-  a proof (403 ``reauthentication_required``, with the proofs it can give), sets
-  up an authenticator app with the password: the page shows the QR code (an SVG)
-  and the key; the test computes the app's code from the key with ``pyotp``, a
-  wrong one is refused, the right one enables the app and brings ten recovery
-  codes, shown once; ``GET mfa/`` reports it;
+  a proof (403 ``reauthentication_required``, with the proofs it can give), steps
+  up with a code from the ``reauthenticate/email-code/`` email and then sets up
+  an authenticator app with no password: the page shows the QR code (an SVG) and
+  the key; the test computes the app's code from the key with ``pyotp``, a wrong
+  one is refused, the right one enables the app and brings ten recovery codes,
+  shown once; ``GET mfa/`` reports it;
 * signs out and in with the password: no tokens, the second-step form; a wrong
   code is refused, a code of a later time step than the confirming one signs in
   (the refresh token in HttpOnly cookies);
 * signs out and in with an emailed code, then a recovery code, which is spent;
-* steps up with a code from the ``reauthenticate/email-code/`` email, then gets
-  new recovery codes and removes the app with no password; a sign-in is one
-  step again.
+* with the app enabled, is refused a step-up by emailed code (a mailbox alone is
+  no proof), gets new recovery codes with the password, and removes the app; a
+  sign-in is one step again.
 
 Screenshots go to ``artifacts/screenshots/mfa-*.png``.
 """
@@ -174,13 +175,25 @@ def test_two_step_sign_in_on_the_demo_page(demo: str) -> None:
         assert page.locator("#totp-setup").is_hidden()
         shot(page, "mfa-02-proof-required")
 
-        # With the password: the QR code and the key, to type in the app.
+        # A step-up by emailed code stands in for the password.
         answer = submit(
-            page,
-            "totp-setup-form",
-            "Set up an authenticator app",
-            password=PASSWORD,
+            page, "reauth-email-request-form", "Email me a confirmation code"
         )
+        assert "→ 200" in answer and '"expires_in": 600' in answer, answer
+        mail = wait_for_mail(page, DANA, "Your KinWise demo confirmation code")
+        found = re.search(r"^\s+(\d{6})\s*$", mail.locator(".text").inner_text(), re.M)
+        assert found, mail.inner_text()
+        answer = submit(
+            page, "reauth-email-form", "Confirm it's you", email_code=found[1]
+        )
+        assert "→ 200" in answer and '"reauthenticated_until"' in answer, answer
+        assert beside(page, "reauth-email-form").startswith(
+            "Done (200): Confirmed: until"
+        )
+        shot(page, "mfa-03-stepped-up-by-email")
+
+        # No password now: the QR code and the key, to type in the app.
+        answer = submit(page, "totp-setup-form", "Set up an authenticator app")
         assert "→ 200" in answer and '"otpauth_url"' in answer, answer
         assert page.locator("#totp-setup").is_visible()
         qr = page.locator("#totp-qr svg")
@@ -192,7 +205,7 @@ def test_two_step_sign_in_on_the_demo_page(demo: str) -> None:
         assert (
             page.locator('#totp-setup-form input[name="password"]').input_value() == ""
         )
-        shot(page, "mfa-03-setup-qr-code")
+        shot(page, "mfa-04-setup-qr-code")
 
         # A wrong code is refused and the set-up stays open; the app's code enables it.
         app = App(secret)
@@ -209,7 +222,7 @@ def test_two_step_sign_in_on_the_demo_page(demo: str) -> None:
         first_codes = recovery_codes(page)
         assert len(first_codes) == 10 and len(set(first_codes)) == 10, first_codes
         assert all(re.fullmatch(r"\w{4}-\w{4}-\w{4}", c) for c in first_codes)
-        shot(page, "mfa-04-enabled-recovery-codes")
+        shot(page, "mfa-05-enabled-recovery-codes")
         status = mfa_status(page)
         assert status.startswith("enabled since "), status
         assert status.endswith("10 recovery codes left."), status
@@ -219,7 +232,7 @@ def test_two_step_sign_in_on_the_demo_page(demo: str) -> None:
         log_out(page)
         first_step(page, "login-form", email=DANA, password=PASSWORD)
         assert "or one of the recovery codes" in page.locator("#mfa-step").inner_text()
-        shot(page, "mfa-05-second-step")
+        shot(page, "mfa-06-second-step")
         answer = second_step(page, WRONG)
         assert "→ 400" in answer and '"code": "invalid_code"' in answer, answer
         assert beside(page, "mfa-authenticate-form") == (
@@ -241,7 +254,7 @@ def test_two_step_sign_in_on_the_demo_page(demo: str) -> None:
         assert all(c["httpOnly"] for c in cookies), cookies
         answer = click(page, "Who am I (me/)")
         assert "→ 200" in answer and f'"email": "{DANA}"' in answer, answer
-        shot(page, "mfa-06-signed-in-with-the-app")
+        shot(page, "mfa-07-signed-in-with-the-app")
 
         # Signed out, an emailed code then a recovery code, which is spent.
         log_out(page)
@@ -254,33 +267,27 @@ def test_two_step_sign_in_on_the_demo_page(demo: str) -> None:
         answer = second_step(page, first_codes[0].upper().replace("-", " "))
         assert "→ 200" in answer and '"access"' in answer, answer
         assert signed_in(page)
-        shot(page, "mfa-07-signed-in-with-a-recovery-code")
+        shot(page, "mfa-08-signed-in-with-a-recovery-code")
         assert mfa_status(page).endswith("9 recovery codes left."), last_answer(page)
 
-        # A step-up by emailed code: new recovery codes without the password.
+        # With the app enabled, a mailbox alone is no proof: new recovery codes
+        # need the password (or the app).
         answer = submit(page, "mfa-manage-form", "New recovery codes")
         assert "→ 403" in answer and "reauthentication_required" in answer, answer
         answer = submit(
             page, "reauth-email-request-form", "Email me a confirmation code"
         )
-        assert "→ 200" in answer and '"expires_in": 600' in answer, answer
-        mail = wait_for_mail(page, DANA, "Your KinWise demo confirmation code")
-        found = re.search(r"^\s+(\d{6})\s*$", mail.locator(".text").inner_text(), re.M)
-        assert found, mail.inner_text()
+        assert "→ 403" in answer and '"methods": [' in answer, answer
+        assert '"email_code"' not in answer, answer
+        shot(page, "mfa-09-no-email-step-up-with-an-app")
         answer = submit(
-            page, "reauth-email-form", "Confirm it's you", email_code=found[1]
+            page, "mfa-manage-form", "New recovery codes", password=PASSWORD
         )
-        assert "→ 200" in answer and '"reauthenticated_until"' in answer, answer
-        assert beside(page, "reauth-email-form").startswith(
-            "Done (200): Confirmed: until"
-        )
-        shot(page, "mfa-08-stepped-up-by-email")
-        answer = submit(page, "mfa-manage-form", "New recovery codes")
         assert "→ 200" in answer, answer
         new_codes = recovery_codes(page)
         assert len(new_codes) == 10 and not set(new_codes) & set(first_codes)
         assert mfa_status(page).endswith("10 recovery codes left.")
-        shot(page, "mfa-09-new-recovery-codes")
+        shot(page, "mfa-10-new-recovery-codes")
 
         # An old recovery code is dead; a new one signs in.
         log_out(page)
@@ -301,4 +308,4 @@ def test_two_step_sign_in_on_the_demo_page(demo: str) -> None:
         answer = submit(page, "login-form", "Sign in", email=DANA, password=PASSWORD)
         assert "→ 200" in answer and '"access"' in answer, answer
         assert signed_in(page) and page.locator("#mfa-step").is_hidden()
-        shot(page, "mfa-10-app-removed-one-step-again")
+        shot(page, "mfa-11-app-removed-one-step-again")
