@@ -209,7 +209,7 @@ def _address(user: AbstractBaseUser) -> str:
     return identity.email if identity is not None else str(user.get_username())
 
 
-def _changed(user: AbstractBaseUser, change: str, meta: RequestMeta) -> None:
+def _changed(user: AbstractBaseUser, change: str, meta: RequestMeta | None) -> None:
     """Audit ``change`` and tell the owner."""
     audit.record("mfa_changed", user=user, meta=meta, extra={"change": change})
     identity = EmailIdentity.objects.filter(user_id=user.pk).first()
@@ -233,18 +233,5 @@ def reset_factors(user: AbstractBaseUser, *, meta: RequestMeta | None = None) ->
         MfaChallenge.objects.filter(user_id=user.pk).supersede()
         if not removed and not retired:
             return False
-        audit.record(
-            "mfa_changed",
-            user=user,
-            meta=meta,
-            extra={"change": "factors_reset"},
-        )
-        identity = EmailIdentity.objects.filter(user_id=user.pk).first()
-        if identity is not None:
-            outbox.queue(
-                OutboxEmail.Kind.MFA_CHANGED,
-                user=user,
-                recipient=identity.email,
-                context={"change": "factors_reset"},
-            )
+        _changed(user, "factors_reset", meta)
     return True
