@@ -8,6 +8,7 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.utils.module_loading import import_string
 
+from . import relying_party
 from .conf import DEFAULTS, IMPORT_STRINGS, auth_settings
 from .serializers import LOGIN_CODE_MAX_LENGTH
 
@@ -23,6 +24,7 @@ __all__ = [
     "check_celery_app",
     "check_authentication_backend",
     "check_browser_cookie",
+    "check_webauthn",
 ]
 
 # Caches each process keeps to itself: a limit there is per process, not global.
@@ -296,4 +298,27 @@ def check_browser_cookie(**kwargs: Any) -> list[CheckMessage]:
             hint="See docs/browser.md.",
             id="kinwise_auth.E012",
         )
+    ]
+
+
+@register(Tags.security)
+def check_webauthn(**kwargs: Any) -> list[CheckMessage]:
+    """The passkey settings. Set explicitly, a wrong RP id or origin is an error;
+    derived from ``FRONTEND_URL`` (a development address such as
+    ``http://127.0.0.1:8000``), a warning: passkeys alone will not work there."""
+    found = relying_party.problems()
+    if not found:
+        return []
+    explicit = bool(auth_settings.WEBAUTHN_RP_ID or auth_settings.WEBAUTHN_ORIGINS)
+    kind, check_id = (
+        (Error, "kinwise_auth.E013") if explicit else (Warning, "kinwise_auth.W003")
+    )
+    return [
+        kind(
+            f"Passkeys: {problem}.",
+            hint="Set KINWISE_AUTH['WEBAUTHN_RP_ID'] and ['WEBAUTHN_ORIGINS']; "
+            "see docs/passkeys.md.",
+            id=check_id,
+        )
+        for problem in found
     ]

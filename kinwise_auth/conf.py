@@ -40,6 +40,14 @@ DEFAULTS: dict[str, Any] = {
     # second factor lives, and how many wrong codes kill it.
     "MFA_CHALLENGE_LIFETIME": timedelta(minutes=5),
     "MFA_MAX_ATTEMPTS": 5,
+    # Passkeys (WebAuthn). None: the host of FRONTEND_URL, SITE_NAME, and the
+    # origin of FRONTEND_URL. WEBAUTHN_ORIGINS lists every origin whose pages
+    # call navigator.credentials (an SPA on another origin, an app's origin).
+    "WEBAUTHN_RP_ID": None,
+    "WEBAUTHN_RP_NAME": None,
+    "WEBAUTHN_ORIGINS": None,
+    # How long a passkey ceremony's challenge can be answered.
+    "WEBAUTHN_CHALLENGE_LIFETIME": timedelta(minutes=5),
     # Revoke every other refresh token of a user who changes their password.
     "REVOKE_REFRESH_ON_PASSWORD_CHANGE": True,
     # account/delete/: "delete" the user, or "deactivate" it and scrub its fields.
@@ -88,6 +96,10 @@ DEFAULTS: dict[str, Any] = {
         "mfa": {"ip": "30/m", "account": "20/10m"},
         "mfa_authenticate": {"ip": "10/m", "account": "10/10m"},
         "reauthentication_code": {"ip": "5/10m", "account": "3/10m"},
+        "passkeys": {"ip": "30/m", "account": "30/10m"},
+        # The options name no account: per IP only. The answer names one.
+        "passkey_login_options": {"ip": "20/m"},
+        "passkey_login": {"ip": "20/m", "account": "10/10m"},
     },
     "RATE_LIMIT_FAIL_OPEN": True,
     # The browser transport's refresh cookie (always HttpOnly). "domain": None
@@ -144,6 +156,7 @@ DURATION_KEYS = (
     "SESSION_REVOKE_LIFETIME",
     "NEW_DEVICE_WINDOW",
     "MFA_CHALLENGE_LIFETIME",
+    "WEBAUTHN_CHALLENGE_LIFETIME",
     "LOGIN_CODE_LIFETIME",
     "OUTBOX_CLAIM_TIMEOUT",
     "OUTBOX_REDRIVE_AFTER",

@@ -169,7 +169,7 @@ class MfaRequiredFirst(AuthError):
     """Recovery codes go with a second factor: enable one first."""
 
     code = "mfa_not_enabled"
-    default_detail = _("Enable an authenticator app first.")
+    default_detail = _("Add an authenticator app or a passkey first.")
 
 
 class PasswordRejected(AuthError):

@@ -9,7 +9,14 @@ from django.db.models import Model, ProtectedError, QuerySet, RestrictedError
 from django.utils import timezone
 
 from .conf import auth_settings
-from .models import AuthEvent, LinkToken, LoginCode, MfaChallenge, OutboxEmail
+from .models import (
+    AuthEvent,
+    LinkToken,
+    LoginCode,
+    MfaChallenge,
+    OutboxEmail,
+    PasskeyChallenge,
+)
 
 __all__ = ["purge_expired"]
 
@@ -52,8 +59,8 @@ def _delete_in_batches(queryset: QuerySet[Model], batch: int) -> int:
 
 
 def purge_expired() -> dict[str, int]:
-    """Delete expired link tokens, codes and sign-in challenges, finished outbox
-    rows, audit rows past retention and pending accounts past
+    """Delete expired link tokens, codes, sign-in and passkey challenges,
+    finished outbox rows, audit rows past retention and pending accounts past
     ``PENDING_ACCOUNT_LIFETIME``.
 
     Outbox rows hold addresses, so they go once ``OUTBOX_RETENTION`` has passed;
@@ -77,6 +84,9 @@ def purge_expired() -> dict[str, int]:
         ),
         "mfa_challenges": _delete_in_batches(
             MfaChallenge.objects.filter(expires_at__lt=now), batch
+        ),
+        "passkey_challenges": _delete_in_batches(
+            PasskeyChallenge.objects.filter(expires_at__lt=now), batch
         ),
         "outbox_emails": _delete_in_batches(
             OutboxEmail.objects.filter(

@@ -20,6 +20,8 @@ __all__ = [
     "Authenticator",
     "RecoveryCode",
     "MfaChallenge",
+    "Passkey",
+    "PasskeyChallenge",
     "OutboxEmail",
     "AuthEvent",
 ]
@@ -379,6 +381,87 @@ class MfaChallenge(OneTimeSecret):
 
     def __str__(self) -> str:
         return f"two-step sign-in #{self.pk}"
+
+
+class Passkey(models.Model):
+    """A user's WebAuthn credential: a discoverable key pair on their device.
+
+    Only the public key is here; ``sign_count`` is the authenticator's counter
+    as last seen (0 for a synced passkey, which keeps none); ``user_handle`` the
+    opaque id the credential carries for its user.
+    """
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="kinwise_passkeys",
+    )
+    credential_id = models.BinaryField(_("credential id"), max_length=1023)
+    public_key = models.BinaryField(_("public key (COSE)"))
+    sign_count = models.BigIntegerField(_("sign count"), default=0)
+    user_handle = models.BinaryField(_("user handle"), max_length=64)
+    transports = models.JSONField(_("transports"), default=list, blank=True)
+    aaguid = models.CharField(_("authenticator model (AAGUID)"), max_length=36)
+    backed_up = models.BooleanField(_("synced"), default=False)
+    name = models.CharField(_("name"), max_length=64)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+    last_used_at = models.DateTimeField(_("last used at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("passkey")
+        verbose_name_plural = _("passkeys")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["credential_id"], name="kinwise_passkey_credential"
+            )
+        ]
+        indexes = [models.Index(fields=["user"], name="kinwise_passkey_user")]
+
+    def __str__(self) -> str:
+        return f"passkey {self.name!r} #{self.pk}"
+
+
+class PasskeyChallenge(OneTimeSecret):
+    """The challenge of one passkey ceremony, stored only as a keyed hash bound
+    to its purpose and, but for a sign-in, its user (:mod:`crypto`).
+
+    ``public_id`` is the ``challenge_id`` a passwordless sign-in names;
+    ``mfa_challenge`` the sign-in a second-factor ceremony finishes.
+    """
+
+    class Purpose(models.TextChoices):
+        REGISTER = "register", _("add a passkey")
+        SIGN_IN = "sign_in", _("sign in")
+        SECOND_FACTOR = "second_factor", _("second factor")
+        REAUTHENTICATE = "reauthenticate", _("reauthentication")
+
+    public_id = models.UUIDField(_("public id"), default=uuid.uuid4, unique=True)
+    purpose = models.CharField(_("purpose"), max_length=16, choices=Purpose.choices)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="kinwise_passkey_challenges",
+    )
+    mfa_challenge = models.ForeignKey(
+        MfaChallenge,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    challenge_hash = models.CharField(_("challenge hash"), max_length=64, unique=True)
+
+    class Meta:
+        verbose_name = _("passkey challenge")
+        verbose_name_plural = _("passkey challenges")
+        indexes = [
+            models.Index(fields=["expires_at"], name="kinwise_passkey_chal_expires"),
+        ]
+
+    def __str__(self) -> str:
+        return f"passkey {self.purpose} challenge #{self.pk}"
 
 
 class OutboxEmail(models.Model):

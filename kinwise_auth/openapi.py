@@ -33,6 +33,8 @@ from rest_framework import serializers
 from . import views
 from .browser import BrowserTransport, CsrfView, cookie_name
 from .conf import auth_settings
+from .serializers import OptionalPasswordSerializer, PasskeyRenameSerializer
+from .views import passkeys as passkey_views
 
 __all__ = ["ErrorSerializer", "FIELD_ERRORS_SCHEMA"]
 
@@ -332,7 +334,8 @@ def _mfa_required() -> Any:
                 help_text="For mfa/authenticate/: single use, 5 minutes."
             ),
             "methods": serializers.ListField(
-                child=serializers.CharField(), help_text='"totp", "recovery_code"'
+                child=serializers.CharField(),
+                help_text='"totp", "passkey", "recovery_code"',
             ),
         },
     )
@@ -456,15 +459,15 @@ _post(
 )
 _post(
     views.ReauthenticateView,
-    "Confirm it is you (password, or a code of the authenticator app): "
-    "sensitive changes need no password for a while",
+    "Confirm it is you (password, a code of the authenticator app, a passkey or "
+    "an emailed code): sensitive changes need no password for a while",
     lambda: {
         200: _inline(
             "Reauthenticated",
             fields={"reauthenticated_until": serializers.DateTimeField()},
         )
     },
-    errors="invalid_credentials, invalid_code",
+    errors="invalid_credentials, invalid_code, code_expired",
 )
 _session = inline_serializer(
     "Session",
@@ -474,7 +477,10 @@ _session = inline_serializer(
         "ip": serializers.IPAddressField(allow_null=True, help_text="Last used from."),
         "created_at": serializers.DateTimeField(),
         "last_used_at": serializers.DateTimeField(),
-        "method": serializers.CharField(help_text='"password" or "code"'),
+        "method": serializers.CharField(
+            help_text='"password", "code" or "passkey", and a second factor after '
+            'a "+": "password+totp"'
+        ),
         "current": serializers.BooleanField(help_text="The caller's own session."),
     },
     many=True,
@@ -639,6 +645,164 @@ _describe(
             {200: _inline("Csrf", fields={"csrf_token": serializers.CharField()})},
             errors="invalid input",
             body=False,
+        ),
+    },
+)
+
+
+# --- passkeys -----------------------------------------------------------------
+
+
+def _options(name: str, **fields: serializers.Field[Any, Any, Any, Any]) -> Any:
+    return _inline(
+        name,
+        {
+            **fields,
+            "options": serializers.DictField(
+                help_text="The publicKey options of navigator.credentials, in "
+                "their JSON form (base64url): PublicKeyCredential.parse"
+                "CreationOptionsFromJSON / parseRequestOptionsFromJSON read them."
+            ),
+        },
+    )
+
+
+def _passkey() -> Any:
+    return _inline(
+        "Passkey",
+        {
+            "id": serializers.IntegerField(),
+            "name": serializers.CharField(),
+            "created_at": serializers.DateTimeField(),
+            "last_used_at": serializers.DateTimeField(allow_null=True),
+            "synced": serializers.BooleanField(
+                help_text="Backed up by its provider (a synced passkey)."
+            ),
+        },
+    )
+
+
+_no_passkey = {404: _error("The account has no passkey", "not_found")}
+_post(
+    passkey_views.PasskeyRegisterOptionsView,
+    "Creation options for a new passkey (password, or a recent reauthentication)",
+    lambda: {200: _options("PasskeyCreationOptions")},
+    errors="invalid_credentials",
+    extra=_factor_change,
+)
+_post(
+    passkey_views.PasskeyRegisterView,
+    "Add the passkey that answers the creation options",
+    lambda: {
+        201: _inline(
+            "PasskeyAdded",
+            {
+                "id": serializers.IntegerField(),
+                "name": serializers.CharField(),
+                "created_at": serializers.DateTimeField(),
+                "last_used_at": serializers.DateTimeField(allow_null=True),
+                "synced": serializers.BooleanField(),
+                "recovery_codes": serializers.ListField(
+                    child=serializers.CharField(),
+                    required=False,
+                    help_text="Only when the account had none left: shown once.",
+                ),
+            },
+        )
+    },
+    errors="invalid_credentials",
+)
+_describe(
+    passkey_views.PasskeysView,
+    get=lambda: {
+        "summary": "The caller's passkeys, the newest first",
+        "responses": _responses(
+            {200: type(_passkey())(many=True)},
+            errors="invalid input",
+            body=False,
+            extra=_UNAUTHORIZED,
+        ),
+    },
+)
+_describe(
+    passkey_views.PasskeyDetailView,
+    patch=lambda: {
+        "summary": "Rename one of the caller's passkeys (password, or a recent "
+        "reauthentication)",
+        "request": PasskeyRenameSerializer,
+        "responses": _responses(
+            {200: _passkey()},
+            errors="invalid_credentials",
+            extra={
+                **_UNAUTHORIZED,
+                **_factor_change,
+                404: _error("No passkey of the caller's has this id", "not_found"),
+            },
+        ),
+    },
+    delete=lambda: {
+        "summary": "Remove one of the caller's passkeys (password, or a recent "
+        "reauthentication); with the last second factor go the recovery codes",
+        "request": OptionalPasswordSerializer,
+        "responses": _responses(
+            {204: OpenApiResponse(description="Removed.")},
+            errors="invalid_credentials",
+            extra={
+                **_UNAUTHORIZED,
+                **_factor_change,
+                404: _error("No passkey of the caller's has this id", "not_found"),
+            },
+        ),
+    },
+)
+_describe(
+    passkey_views.PasskeyLoginOptionsView,
+    post=lambda: {
+        "summary": "Request options for a passwordless sign-in with a passkey",
+        "request": None,
+        "responses": _responses(
+            {
+                200: _options(
+                    "PasskeyLoginOptions",
+                    challenge_id=serializers.UUIDField(
+                        help_text="For passkeys/login/: single use, 5 minutes."
+                    ),
+                )
+            },
+            errors="invalid input",
+            body=False,
+        ),
+    },
+)
+_post(
+    passkey_views.PasskeyLoginView,
+    "Sign in with a passkey (user verified: no second step)",
+    lambda: {200: _sign_in()},
+    errors="invalid_credentials",
+)
+_post(
+    passkey_views.MfaPasskeyOptionsView,
+    "Request options for a passkey as the second step of a sign-in",
+    lambda: {200: _options("PasskeySecondFactorOptions")},
+    errors="invalid_token",
+    extra=_no_passkey,
+)
+_post(
+    passkey_views.MfaPasskeyAuthenticateView,
+    "Finish a sign-in with a passkey",
+    lambda: {200: _sign_in()},
+    errors="invalid_token, invalid_credentials",
+)
+_describe(
+    passkey_views.ReauthenticationPasskeyOptionsView,
+    post=lambda: {
+        "summary": 'Request options for reauthenticate/ {"passkey"}',
+        "request": None,
+        "responses": _responses(
+            {200: _options("PasskeyReauthenticationOptions")},
+            errors="invalid input",
+            body=False,
+            extra={**_UNAUTHORIZED, **_no_passkey},
         ),
     },
 )

@@ -18,6 +18,7 @@ __all__ = [
     "ReauthenticateSerializer",
     "StrictCharField",
     "StrictEmailField",
+    "StrictUUIDField",
     "RegisterSerializer",
     "TokenSerializer",
     "EmailSerializer",
@@ -30,6 +31,11 @@ __all__ = [
     "PasswordSerializer",
     "OptionalPasswordSerializer",
     "UserPayloadSerializer",
+    "MfaTokenSerializer",
+    "MfaPasskeySerializer",
+    "PasskeyLoginSerializer",
+    "PasskeyRegisterSerializer",
+    "PasskeyRenameSerializer",
 ]
 
 PASSWORD_MAX_LENGTH = 1024  # bounds the hashing cost of a hostile body
@@ -54,6 +60,15 @@ class StrictCharField(serializers.CharField):
         if not isinstance(data, str):
             self.fail("invalid")
         return str(super().to_internal_value(data))
+
+
+class StrictUUIDField(serializers.UUIDField):
+    """A UUIDField that takes only its JSON string (DRF's also reads integers)."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if not isinstance(data, str):
+            self.fail("invalid", value=data)
+        return super().to_internal_value(data)
 
 
 class StrictEmailField(serializers.EmailField):
@@ -214,11 +229,13 @@ class ReauthenticateSerializer(serializers.Serializer[Any]):
     email_code = StrictCharField(
         required=False, max_length=LOGIN_CODE_MAX_LENGTH, validators=[digits_only]
     )
+    passkey = serializers.DictField(required=False)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if len(attrs) != 1:
             raise serializers.ValidationError(
-                _("Send one proof: password, totp or email_code."), code="one_proof"
+                _("Send one proof: password, totp, passkey or email_code."),
+                code="one_proof",
             )
         return attrs
 
@@ -229,6 +246,44 @@ class MfaAuthenticateSerializer(serializers.Serializer[Any]):
 
     mfa_token = StrictCharField(max_length=256)
     code = StrictCharField(max_length=32)
+
+
+class MfaTokenSerializer(serializers.Serializer[Any]):
+    """A sign-in's ``mfa_token``."""
+
+    mfa_token = StrictCharField(max_length=256)
+
+
+class MfaPasskeySerializer(MfaTokenSerializer):
+    """A sign-in's ``mfa_token`` and a passkey's answer (``credential``, the
+    JSON form of the browser's ``PublicKeyCredential``)."""
+
+    credential = serializers.DictField()
+
+
+class PasskeyLoginSerializer(serializers.Serializer[Any]):
+    """The ``challenge_id`` of ``passkeys/login/options/`` and the answer."""
+
+    challenge_id = StrictUUIDField()
+    credential = serializers.DictField()
+
+
+class PasskeyRegisterSerializer(serializers.Serializer[Any]):
+    """The browser's answer to the creation options, and a name for the key."""
+
+    credential = serializers.DictField()
+    name = StrictCharField(
+        required=False,
+        allow_blank=True,
+        max_length=64,
+        validators=[reject_control_characters],
+    )
+
+
+class PasskeyRenameSerializer(OptionalPasswordSerializer):
+    """A passkey's new name; the ``password``, or a recent reauthentication."""
+
+    name = StrictCharField(max_length=64, validators=[reject_control_characters])
 
 
 class LoginSerializer(serializers.Serializer[Any]):

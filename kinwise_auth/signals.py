@@ -31,6 +31,7 @@ __all__ = [
     "session_reused",
     "session_revoked",
     "mfa_changed",
+    "passkey_sign_count_regressed",
     "EVENT_SIGNALS",
 ]
 
@@ -66,13 +67,13 @@ login_code_requested = Signal()
 
 # A user signed in and was issued tokens. Django's own ``user_logged_in`` is sent
 # too. Arguments: user, ip, user_agent, extra: {"method", "session"}: the method
-# is "code" or "password", with its second factor after a "+" ("password+totp",
-# "code+recovery_code").
+# is "code", "password" or "passkey", with its second factor after a "+"
+# ("password+totp", "code+recovery_code", "password+passkey").
 login_succeeded = Signal()
 
 # A sign-in failed. Arguments: user (None for an unknown address), ip, user_agent,
-# extra: {"method": "code" | "password" | "password+mfa" | "code+mfa", "reason":
-# the error code}.
+# extra: {"method": "code" | "password" | "passkey" | "password+mfa" |
+# "code+mfa", "reason": the error code (for "passkey", why it was refused)}.
 login_failed = Signal()
 
 # A refresh token was revoked by logout/. Arguments: user (None if deleted), ip,
@@ -127,8 +128,14 @@ session_revoked = Signal()
 
 # A second factor was enabled, removed or renewed, or an operator reset them.
 # Arguments: user, ip, user_agent, extra: {"change": "totp_enabled" |
-# "totp_disabled" | "recovery_codes_renewed" | "factors_reset"}.
+# "totp_disabled" | "recovery_codes_renewed" | "passkey_added" |
+# "passkey_removed" | "factors_reset"}.
 mfa_changed = Signal()
+
+# A passkey answered with a genuine signature but a sign count not above the one
+# last seen: perhaps a cloned authenticator. The sign-in was refused. Arguments:
+# user, ip, user_agent, extra: {"passkey": its id, "stored": the count kept}.
+passkey_sign_count_regressed = Signal()
 
 EVENT_SIGNALS: dict[str, Signal] = {
     "user_registered": user_registered,
@@ -152,4 +159,5 @@ EVENT_SIGNALS: dict[str, Signal] = {
     "session_reused": session_reused,
     "session_revoked": session_revoked,
     "mfa_changed": mfa_changed,
+    "passkey_sign_count_regressed": passkey_sign_count_regressed,
 }

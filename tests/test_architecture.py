@@ -26,7 +26,7 @@ FLOORS: list[tuple[str, ...]] = [
         "exceptions",
         "site",
     ),
-    ("serializers", "outbox"),
+    ("serializers", "outbox", "relying_party"),
     ("services.secrets", "services.meta"),
     ("services",),
     ("emails", "backends", "authentication"),

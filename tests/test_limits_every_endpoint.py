@@ -9,6 +9,7 @@ another key (another IP, another address or account) still gets through.
 
 from __future__ import annotations
 
+import base64
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from rest_framework.test import APIClient
 
 from kinwise_auth import crypto, urls
 from kinwise_auth.conf import DEFAULTS
-from kinwise_auth.models import LinkToken, MfaChallenge
+from kinwise_auth.models import LinkToken, MfaChallenge, Passkey
 from kinwise_auth.services.secrets import mint_link
 
 from .conftest import PASSWORD, register_body, session_tokens
@@ -69,6 +70,22 @@ class Accounts:
             expires_at=timezone.now() + timedelta(minutes=5),
         )
         return token
+
+    def passkey(self, who: str) -> dict[str, Any]:
+        """An unsigned answer naming a passkey of ``who``'s (registered once)."""
+        credential_id = f"passkey-of-{who}".encode()
+        Passkey.objects.get_or_create(
+            credential_id=credential_id,
+            defaults={
+                "user": self.users[who],
+                "public_key": b"",
+                "user_handle": b"h",
+                "aaguid": "",
+                "name": "test",
+            },
+        )
+        raw = base64.urlsafe_b64encode(credential_id).decode().rstrip("=")
+        return {"id": raw, "rawId": raw, "type": "public-key", "response": {}}
 
     def link(self, who: str, purpose: str, email: str = "") -> str:
         """A fresh live link of ``purpose`` for ``who``: a new token each call, so
@@ -154,7 +171,33 @@ CALLS: dict[str, Callable[[Accounts, str, int], Call]] = {
     ),
     "mfa-totp": lambda a, who, n: Call("delete", {}, a.access(who)),
     "mfa-recovery-codes": lambda a, who, n: Call(body={}, access=a.access(who)),
+    "passkeys": lambda a, who, n: Call("get", None, a.access(who)),
+    # No proof: refused, and counted.
+    "passkey-register-options": lambda a, who, n: Call(body={}, access=a.access(who)),
+    # An answer that proves nothing: invalid_credentials, and counted.
+    "passkey-register": lambda a, who, n: Call(
+        body={"credential": {}}, access=a.access(who)
+    ),
+    "passkey": lambda a, who, n: Call(
+        "delete", None, a.access(who), {"passkey_id": "999999"}
+    ),
+    "passkey-login-options": lambda a, who, n: Call(body={}),
+    # An unsigned answer naming ``who``'s passkey: refused, counted per account.
+    "passkey-login": lambda a, who, n: Call(
+        body={"challenge_id": str(uuid.uuid4()), "credential": a.passkey(who)}
+    ),
+    # No passkey registered: 404, and counted per the token's account.
+    "mfa-passkey-options": lambda a, who, n: Call(body={"mfa_token": a.mfa_token(who)}),
+    "mfa-passkey-authenticate": lambda a, who, n: Call(
+        body={"mfa_token": a.mfa_token(who), "credential": {}}
+    ),
+    "reauthentication-passkey-options": lambda a, who, n: Call(
+        body={}, access=a.access(who)
+    ),
 }
+
+# Endpoints that can name no account or address: limited per IP only.
+PER_IP_ONLY = {"passkey-login-options"}
 
 URL_NAMES = sorted(
     pattern.name
@@ -221,7 +264,10 @@ def test_every_scope_has_an_ip_and_an_email_or_account_default(name: str) -> Non
     rates = DEFAULTS["RATE_LIMITS"][scope_of(name)]
 
     assert rates.get("ip")
-    assert rates.get("email") or rates.get("account")
+    if name in PER_IP_ONLY:
+        assert set(rates) == {"ip"}
+    else:
+        assert rates.get("email") or rates.get("account")
 
 
 @pytest.mark.parametrize("name", URL_NAMES)

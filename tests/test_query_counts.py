@@ -75,6 +75,7 @@ from typing import Any
 import pytest
 from django.contrib.auth import get_user_model
 from django.core import mail
+from rest_framework.test import APIClient
 
 from .conftest import PASSWORD, register_body
 
@@ -387,14 +388,17 @@ def test_account_delete(
 
     with assert_queries(2):
         assert api.post(url, {"password": "nope"}, format="json").status_code == 400
-    with assert_queries(24):
+    # Django's deletion collector reads every table that cascades from the user,
+    # passkeys and their challenges included.
+    with assert_queries(26):
         assert api.post(url, {"password": PASSWORD}, format="json").status_code == 204
 
 
 def test_second_factors(
     api: Any, make_user: Any, broker: Any, assert_queries: Any
 ) -> None:
-    """GET mfa/: the user (JWT), the authenticator, the codes left. A set-up:
+    """GET mfa/: the user (JWT), the authenticator, the codes left, the passkeys
+    counted. A set-up:
     the user (JWT), the authenticator found or made (a read and an insert the
     first time), its pending secret saved, the address for the app's label.
     Confirming: the user, the authenticator locked, enabled, the codes left, the
@@ -411,7 +415,7 @@ def test_second_factors(
     sign_in(api)
     body = {"password": PASSWORD}
 
-    with assert_queries(3):
+    with assert_queries(4):
         assert api.get("/api/v1/auth/mfa/").status_code == 200
     with assert_queries(5):
         secret = api.post("/api/v1/auth/mfa/totp/setup/", body, format="json").json()[
@@ -473,4 +477,50 @@ def test_sign_in_with_a_second_factor(
     code = totp.code_at(secret, pyotp.TOTP(secret).timecode(timezone.now()))
     with assert_queries(12):
         response = api.post(url, {"mfa_token": token, "code": code}, format="json")
+    assert response.status_code == 200
+
+
+def test_passkeys(api: Any, make_user: Any, broker: Any, assert_queries: Any) -> None:
+    """Creation options: the user (JWT), earlier challenges retired, the
+    challenge, the address, the user handle kept, the passkeys to exclude.
+    Registering: the user, the challenge locked and spent, the handle, the user
+    locked, the codes left, the passkey, the first codes (retire, insert), the
+    audit row, the address and the notice's outbox row. The list: the user and
+    the passkeys. Login options: the challenge. A passkey sign-in: its owner
+    (the per-account limit), the challenge locked and spent, the passkey locked
+    (with its user), its count saved, the identity (verified?), then a session
+    as login/ opens one, but the factor read (the passkey is both factors)."""
+    from .webauthn_device import SoftwareAuthenticator
+
+    make_user("a@example.com")
+    sign_in(api)
+    device = SoftwareAuthenticator(origin="https://app.example.com")
+    with assert_queries(6):
+        options = api.post(
+            "/api/v1/auth/passkeys/register/options/",
+            {"password": PASSWORD},
+            format="json",
+        ).json()["options"]
+    with assert_queries(12):
+        response = api.post(
+            "/api/v1/auth/passkeys/register/",
+            {"credential": device.create(options)},
+            format="json",
+        )
+    assert response.status_code == 201
+    with assert_queries(2):
+        assert api.get("/api/v1/auth/passkeys/").status_code == 200
+
+    anonymous = APIClient()
+    with assert_queries(1):
+        found = anonymous.post("/api/v1/auth/passkeys/login/options/").json()
+    with assert_queries(10):
+        response = anonymous.post(
+            "/api/v1/auth/passkeys/login/",
+            {
+                "challenge_id": found["challenge_id"],
+                "credential": device.get(found["options"]),
+            },
+            format="json",
+        )
     assert response.status_code == 200

@@ -24,7 +24,27 @@ from .mfa_enrolment import (
     renew_recovery_codes,
     setup_totp,
 )
-from .mfa_sign_in import MfaRequired, challenge_owner, complete
+from .mfa_sign_in import (
+    MfaRequired,
+    challenge_owner,
+    complete,
+    complete_with_passkey,
+    passkey_options,
+)
+from .passkey_sign_in import (
+    PasskeyLoginOptions,
+    login_with_passkey,
+    passkey_login_options,
+    passkey_owner,
+)
+from .passkeys import (
+    NewPasskey,
+    list_passkeys,
+    register_passkey,
+    registration_options,
+    remove_passkey,
+    rename_passkey,
+)
 from .password import change_password, request_password_reset, reset_password
 from .password_login import login_with_password
 from .registration import Registration, register_user
@@ -34,6 +54,7 @@ from .session_list import (
     end_session,
     list_sessions,
     reauthenticate,
+    reauthentication_passkey_options,
     request_reauthentication_code,
     revoke_by_link,
     revoke_other_sessions,
@@ -89,4 +110,17 @@ __all__ = [
     "MfaRequired",
     "challenge_owner",
     "complete",
+    "passkey_options",
+    "complete_with_passkey",
+    "reauthentication_passkey_options",
+    "NewPasskey",
+    "registration_options",
+    "register_passkey",
+    "list_passkeys",
+    "rename_passkey",
+    "remove_passkey",
+    "PasskeyLoginOptions",
+    "passkey_login_options",
+    "login_with_passkey",
+    "passkey_owner",
 ]

@@ -20,9 +20,9 @@ from django.views.decorators.debug import sensitive_variables
 
 from .. import audit, outbox
 from ..errors import FactorNotFound, InvalidCode, MfaRequiredFirst, MfaSetupRequired
-from ..models import Authenticator, EmailIdentity, MfaChallenge, OutboxEmail
+from ..models import Authenticator, EmailIdentity, MfaChallenge, OutboxEmail, Passkey
 from ..site import site_name
-from .factors import recovery_codes, totp
+from .factors import recovery_codes, second_factors, totp
 from .meta import RequestMeta
 from .reauthentication import require_proof
 
@@ -37,6 +37,8 @@ __all__ = [
     "factors_status",
     "enabled_totp",
     "reset_factors",
+    "changed",
+    "WRONG_PASSWORD",
 ]
 
 #: How long a set-up's secret waits for its confirming code.
@@ -57,6 +59,7 @@ class TotpSetup:
 class FactorsStatus:
     totp: Authenticator | None
     recovery_codes_left: int
+    passkeys: int
 
 
 def enabled_totp(user: AbstractBaseUser) -> Authenticator | None:
@@ -67,7 +70,9 @@ def enabled_totp(user: AbstractBaseUser) -> Authenticator | None:
 def factors_status(user: AbstractBaseUser) -> FactorsStatus:
     """What ``user`` has enabled (``GET mfa/``)."""
     return FactorsStatus(
-        totp=enabled_totp(user), recovery_codes_left=recovery_codes.left(user)
+        totp=enabled_totp(user),
+        recovery_codes_left=recovery_codes.left(user),
+        passkeys=Passkey.objects.filter(user_id=user.pk).count(),
     )
 
 
@@ -154,7 +159,7 @@ def _enable(
     authenticator.last_step = step
     authenticator.save()
     codes = None if recovery_codes.left(user) else recovery_codes.issue(user)
-    _changed(user, "totp_enabled", meta)
+    changed(user, "totp_enabled", meta)
     return codes
 
 
@@ -162,8 +167,9 @@ def _enable(
 def disable_totp(
     *, user: AbstractBaseUser, session_id: Any, password: str | None, meta: RequestMeta
 ) -> None:
-    """Remove the authenticator app, and with it the recovery codes (they stand
-    in for a factor that is gone). Raises :class:`FactorNotFound` without one."""
+    """Remove the authenticator app, and with it the recovery codes when no
+    passkey is left (they stand in for a factor that is gone). Raises
+    :class:`FactorNotFound` without one."""
     require_proof(
         user,
         session_id=session_id,
@@ -178,8 +184,9 @@ def disable_totp(
         ).delete()
         if not deleted:
             raise FactorNotFound()
-        recovery_codes.retire(user)
-        _changed(user, "totp_disabled", meta)
+        if not second_factors(user):
+            recovery_codes.retire(user)
+        changed(user, "totp_disabled", meta)
 
 
 @sensitive_variables()
@@ -196,11 +203,11 @@ def renew_recovery_codes(
         meta=meta,
         message=WRONG_PASSWORD,
     )
-    if enabled_totp(user) is None:
+    if not second_factors(user):
         raise MfaRequiredFirst()
     with transaction.atomic():
         codes = recovery_codes.issue(user)
-        _changed(user, "recovery_codes_renewed", meta)
+        changed(user, "recovery_codes_renewed", meta)
     return codes
 
 
@@ -209,7 +216,7 @@ def _address(user: AbstractBaseUser) -> str:
     return identity.email if identity is not None else str(user.get_username())
 
 
-def _changed(user: AbstractBaseUser, change: str, meta: RequestMeta | None) -> None:
+def changed(user: AbstractBaseUser, change: str, meta: RequestMeta | None) -> None:
     """Audit ``change`` and tell the owner."""
     audit.record("mfa_changed", user=user, meta=meta, extra={"change": change})
     identity = EmailIdentity.objects.filter(user_id=user.pk).first()
@@ -224,14 +231,15 @@ def _changed(user: AbstractBaseUser, change: str, meta: RequestMeta | None) -> N
 
 def reset_factors(user: AbstractBaseUser, *, meta: RequestMeta | None = None) -> bool:
     """An operator's reset of ``user``'s second factors (a lost phone and no
-    recovery code left): the app, the recovery codes and any sign-in waiting
-    for its second step go; the owner is told and it is audited. Whether there
-    was anything to reset."""
+    recovery code left): the app, the passkeys, the recovery codes and any
+    sign-in waiting for its second step go; the owner is told and it is
+    audited. Whether there was anything to reset."""
     with transaction.atomic():
         removed, _ = Authenticator.objects.filter(user_id=user.pk).delete()
+        removed += Passkey.objects.filter(user_id=user.pk).delete()[0]
         retired = recovery_codes.retire(user)
         MfaChallenge.objects.filter(user_id=user.pk).supersede()
         if not removed and not retired:
             return False
-        _changed(user, "factors_reset", meta)
+        changed(user, "factors_reset", meta)
     return True

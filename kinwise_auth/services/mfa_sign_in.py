@@ -1,14 +1,17 @@
 """Sign-in with a second factor: the first factor right, then a code.
 
 Every sign-in flow ends in :func:`sign_in_or_challenge`: an account with an
-enabled factor gets no tokens but an ``mfa_token`` (a keyed hash at rest, single
+enabled factor (an authenticator app or a passkey) gets no tokens but an
+``mfa_token`` (a keyed hash at rest, single
 use, ``MFA_CHALLENGE_LIFETIME``, dead after ``MFA_MAX_ATTEMPTS`` wrong codes);
-:func:`complete` takes it with a TOTP or a recovery code and opens the session,
-its method naming both factors ("password+totp").
+:func:`complete` takes it with a TOTP or a recovery code, and
+:func:`complete_with_passkey` with a passkey, and opens the session, its method
+naming both factors ("password+totp").
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,12 +24,19 @@ from django.views.decorators.debug import sensitive_variables
 
 from .. import audit, crypto, outbox
 from ..conf import auth_settings
-from ..errors import InvalidCode, InvalidToken
-from ..models import EmailIdentity, MfaChallenge, OutboxEmail
+from ..errors import FactorNotFound, InvalidCode, InvalidCredentials, InvalidToken
+from ..models import (
+    EmailIdentity,
+    MfaChallenge,
+    OutboxEmail,
+    Passkey,
+    PasskeyChallenge,
+)
 from . import sign_in_failures
-from .factors import recovery_codes, totp
+from .factors import passkeys, recovery_codes, second_factors, totp
 from .identities import lock_user
 from .meta import RequestMeta
+from .passkey_ceremonies import Refused, open_ceremony, prove, spend_challenge
 from .sessions import SignIn, sign_in
 
 __all__ = [
@@ -34,10 +44,13 @@ __all__ = [
     "sign_in_or_challenge",
     "challenge_owner",
     "complete",
+    "passkey_options",
+    "complete_with_passkey",
 ]
 
 INVALID_MFA_TOKEN = _("This sign-in has expired. Sign in again.")
 WRONG_CODE = _("The code is not correct.")
+WRONG_PASSKEY = _("The passkey could not be checked. Try again.")
 
 
 @dataclass(frozen=True)
@@ -55,7 +68,8 @@ def sign_in_or_challenge(
 ) -> SignIn | MfaRequired:
     """Tokens for an account with no second factor (:func:`sign_in`); else an
     ``mfa_token`` for :func:`complete`, every earlier one of the user dead."""
-    if totp.enabled_authenticator(user) is None:
+    factors = second_factors(user)
+    if not factors:
         return sign_in(user, method=method, meta=meta)
     token = crypto.new_link_token()
     now = timezone.now()
@@ -66,8 +80,10 @@ def sign_in_or_challenge(
         MfaChallenge.objects.filter(user_id=user.pk).supersede()
         _new_challenge(user, token, method, now)
     audit.record("mfa_required", user=user, meta=meta, extra={"method": method})
-    methods = ("totp", "recovery_code") if recovery_codes.left(user) else ("totp",)
-    return MfaRequired(user=user, mfa_token=token, methods=methods)
+    methods: list[str] = [f for f in ("totp", "passkey") if f in factors]
+    if recovery_codes.left(user):
+        methods.append("recovery_code")
+    return MfaRequired(user=user, mfa_token=token, methods=tuple(methods))
 
 
 def _new_challenge(user: AbstractBaseUser, token: str, method: str, now: Any) -> None:
@@ -100,9 +116,101 @@ def complete(*, mfa_token: str, code: str, meta: RequestMeta) -> SignIn:
     :class:`InvalidCode` for any wrong code, which counts towards the token's
     attempts and the account's day of failed code checks
     (``LOGIN_CODE_DAILY_FAILURES``, shared with emailed codes: past it every code
-    is refused that day) and "someone is trying to sign in" notice. The rows are
-    locked in the one order: user, identity, then the challenge.
+    is refused that day) and "someone is trying to sign in" notice.
     """
+
+    def check(user: AbstractBaseUser, challenge: MfaChallenge, now: Any) -> str | None:
+        return _second_factor(user, code, now)
+
+    return _finish(mfa_token, check, guessable=True, meta=meta)
+
+
+@sensitive_variables()
+def passkey_options(*, mfa_token: str) -> dict[str, Any]:
+    """The request options for a passkey as the second step of the sign-in
+    ``mfa_token`` names. Raises :class:`InvalidToken` for a dead token and
+    :class:`FactorNotFound` for an account with no passkey."""
+    challenge = (
+        MfaChallenge.objects.select_related("user")
+        .filter(token_hash__in=crypto.candidate_hashes(mfa_token))
+        .first()
+    )
+    if challenge is None or not _is_live(challenge, timezone.now()):
+        raise InvalidToken(INVALID_MFA_TOKEN)
+    allowed = [
+        bytes(c)
+        for c in Passkey.objects.filter(user_id=challenge.user_id).values_list(
+            "credential_id", flat=True
+        )
+    ]
+    if not allowed:
+        raise FactorNotFound()
+    _row, nonce = open_ceremony(
+        PasskeyChallenge.Purpose.SECOND_FACTOR,
+        user=challenge.user,
+        mfa_challenge=challenge,
+    )
+    return passkeys.request_options(
+        challenge=nonce, allow=allowed, require_verification=False
+    )
+
+
+@sensitive_variables()
+def complete_with_passkey(
+    *, mfa_token: str, credential: Any, meta: RequestMeta
+) -> SignIn:
+    """Finish a sign-in with one of the account's passkeys, answering the
+    options :func:`passkey_options` gave for this ``mfa_token``.
+
+    Raises :class:`InvalidToken` as :func:`complete` does and
+    :class:`InvalidCredentials` for any refused answer, which counts towards
+    the token's attempts (not the day's code checks: nothing is guessed).
+    """
+
+    def check(user: AbstractBaseUser, challenge: MfaChallenge, now: Any) -> str | None:
+        try:
+            nonce = spend_challenge(
+                credential,
+                PasskeyChallenge.Purpose.SECOND_FACTOR,
+                user_pk=user.pk,
+                mfa_challenge_id=challenge.pk,
+            )
+            prove(
+                credential,
+                challenge=nonce,
+                user=user,
+                require_verification=False,
+                meta=meta,
+            )
+        except Refused:
+            return None
+        return "passkey"
+
+    return _finish(mfa_token, check, guessable=False, meta=meta)
+
+
+def _is_live(challenge: MfaChallenge, now: Any) -> bool:
+    return (
+        challenge.used_at is None
+        and challenge.superseded_at is None
+        and challenge.expires_at > now
+        and challenge.attempts < auth_settings.MFA_MAX_ATTEMPTS
+        and challenge.user.is_active
+    )
+
+
+@sensitive_variables()
+def _finish(
+    mfa_token: str,
+    check: Callable[[AbstractBaseUser, MfaChallenge, Any], str | None],
+    *,
+    guessable: bool,
+    meta: RequestMeta,
+) -> SignIn:
+    """Open the session of the sign-in ``mfa_token`` names if ``check`` says
+    which second factor proved it. The rows are locked in the one order: user,
+    identity, then the challenge. A failure is counted and committed before it
+    is raised; a ``guessable`` factor's also as a failed code check."""
     now = timezone.now()
     owner = challenge_owner(mfa_token)
     if owner is None:
@@ -118,42 +226,37 @@ def complete(*, mfa_token: str, code: str, meta: RequestMeta) -> SignIn:
             .filter(token_hash__in=crypto.candidate_hashes(mfa_token))
             .first()
         )
-        if (
-            challenge is None
-            or identity is None
-            or challenge.used_at is not None
-            or challenge.superseded_at is not None
-            or challenge.expires_at <= now
-            or challenge.attempts >= auth_settings.MFA_MAX_ATTEMPTS
-            or not challenge.user.is_active
-        ):
+        if challenge is None or identity is None or not _is_live(challenge, now):
             raise InvalidToken(INVALID_MFA_TOKEN)
         user = challenge.user
         identity.user = user
-        exhausted = sign_in_failures.codes_exhausted(identity, now)
-        factor = None if exhausted else _second_factor(user, code, now)
+        factor = None
+        if not (guessable and sign_in_failures.codes_exhausted(identity, now)):
+            factor = check(user, challenge, now)
         if factor is None:
             MfaChallenge.objects.filter(pk=challenge.pk).update(
                 attempts=F("attempts") + 1
             )
-            sign_in_failures.record_failure(identity, method="code", now=now)
-            failed = True
+            if guessable:
+                sign_in_failures.record_failure(identity, method="code", now=now)
         else:
-            failed = False
             challenge.used_at = now
             challenge.save(update_fields=["used_at"])
             if factor == "recovery_code":
                 _tell_recovery_code_used(user, meta)
             result = sign_in(user, method=f"{challenge.method}+{factor}", meta=meta)
-    if failed:
+    if factor is None:
         # Recorded, and the attempt counted, before the error: it is committed.
+        reason = "invalid_code" if guessable else "invalid_credentials"
         audit.record(
             "login_failed",
             user=user,
             meta=meta,
-            extra={"method": f"{challenge.method}+mfa", "reason": "invalid_code"},
+            extra={"method": f"{challenge.method}+mfa", "reason": reason},
         )
-        raise InvalidCode(WRONG_CODE)
+        if guessable:
+            raise InvalidCode(WRONG_CODE)
+        raise InvalidCredentials(WRONG_PASSKEY)
     return result
 
 

@@ -13,7 +13,7 @@ from .. import audit
 from ..conf import auth_settings
 from ..errors import InvalidCredentials, ReauthenticationRequired
 from ..models import Session
-from .factors import totp
+from .factors import second_factors
 from .meta import RequestMeta
 
 __all__ = [
@@ -71,12 +71,13 @@ def require_proof(
 
 def reauthentication_methods(user: AbstractBaseUser) -> tuple[str, ...]:
     """How ``user`` can reauthenticate: ``"password"`` when it has a usable one;
-    ``"totp"`` with an enabled authenticator app, else ``"email_code"``: with a
-    second factor, a mailbox alone is not proof enough to remove it."""
+    ``"totp"`` with an enabled authenticator app, ``"passkey"`` with a passkey;
+    ``"email_code"`` only with neither: with a second factor, a mailbox alone
+    is not proof enough to remove it."""
     methods = ["password"] if user.has_usable_password() else []
-    if totp.enabled_authenticator(user) is not None:
-        methods.append("totp")
-    else:
+    factors = second_factors(user)
+    methods.extend(f for f in ("totp", "passkey") if f in factors)
+    if not factors:
         methods.append("email_code")
     return tuple(methods)
 

@@ -17,16 +17,27 @@ from .. import audit, outbox
 from ..conf import auth_settings
 from ..errors import (
     CodeExpired,
+    FactorNotFound,
     InvalidCode,
+    InvalidCredentials,
     InvalidToken,
     ReauthenticationRequired,
     SessionNotFound,
 )
-from ..models import EmailIdentity, LinkToken, LoginCode, OutboxEmail, Session
+from ..models import (
+    EmailIdentity,
+    LinkToken,
+    LoginCode,
+    OutboxEmail,
+    Passkey,
+    PasskeyChallenge,
+    Session,
+)
 from . import sign_in_failures
-from .factors import totp
+from .factors import passkeys, totp
 from .identities import lock_user
 from .meta import RequestMeta
+from .passkey_ceremonies import Refused, open_ceremony, prove, spend_challenge
 from .reauthentication import (
     reauthentication_methods,
     require_password,
@@ -40,6 +51,7 @@ __all__ = [
     "list_sessions",
     "end_session",
     "reauthenticate",
+    "reauthentication_passkey_options",
     "revoke_other_sessions",
     "revoke_by_link",
     "request_reauthentication_code",
@@ -108,17 +120,23 @@ def reauthenticate(
     password: str | None = None,
     totp_code: str | None = None,
     email_code: str | None = None,
+    passkey: Any = None,
 ) -> datetime:
     """Mark the caller's session reauthenticated by its ``password``, a code of
-    its authenticator app (of a time step not used before) or the code
-    ``reauthenticate/email-code/`` emailed; return until when that lets it make
-    sensitive changes.
+    its authenticator app (of a time step not used before), one of its
+    passkeys (answering :func:`reauthentication_passkey_options`, the user
+    verified) or the code ``reauthenticate/email-code/`` emailed; return until
+    when that lets it make sensitive changes.
 
-    Raises :class:`InvalidCredentials` for a wrong password, :class:`InvalidCode`
-    for a wrong code and :class:`CodeExpired` for the emailed code, too late.
+    Raises :class:`InvalidCredentials` for a wrong password or a refused
+    passkey, :class:`InvalidCode` for a wrong code and :class:`CodeExpired` for
+    the emailed code, too late.
     """
     now = timezone.now()
-    if password is not None:
+    if passkey is not None:
+        method = "passkey"
+        _check_passkey(user, passkey, meta)
+    elif password is not None:
         method = "password"
         require_password(
             user,
@@ -149,6 +167,46 @@ def reauthenticate(
     )
     audit.record("reauthenticated", user=user, meta=meta, extra={"method": method})
     return now + auth_settings.REAUTHENTICATION_TIMEOUT
+
+
+def reauthentication_passkey_options(*, user: AbstractBaseUser) -> dict[str, Any]:
+    """Request options for ``reauthenticate/ {"passkey"}``: one of the
+    caller's passkeys, the user verified. :class:`FactorNotFound` without one."""
+    allowed = [
+        bytes(c)
+        for c in Passkey.objects.filter(user_id=user.pk).values_list(
+            "credential_id", flat=True
+        )
+    ]
+    if not allowed:
+        raise FactorNotFound(_("No passkey is registered for this account."))
+    _row, challenge = open_ceremony(PasskeyChallenge.Purpose.REAUTHENTICATE, user=user)
+    return passkeys.request_options(
+        challenge=challenge, allow=allowed, require_verification=True
+    )
+
+
+@sensitive_variables()
+def _check_passkey(user: AbstractBaseUser, credential: Any, meta: RequestMeta) -> None:
+    try:
+        challenge = spend_challenge(
+            credential, PasskeyChallenge.Purpose.REAUTHENTICATE, user_pk=user.pk
+        )
+        prove(
+            credential,
+            challenge=challenge,
+            user=user,
+            require_verification=True,
+            meta=meta,
+        )
+    except Refused as refused:
+        audit.record(
+            "reauthentication_failed",
+            user=user,
+            meta=meta,
+            extra={"reason": refused.reason, "method": "passkey"},
+        )
+        raise InvalidCredentials(_("The passkey could not be checked.")) from None
 
 
 @sensitive_variables()

@@ -10,6 +10,7 @@ from typing import Any
 from django.urls import URLPattern, path
 
 from .. import views
+from ..views import passkeys as passkey_views
 
 __all__ = ["endpoints", "urlpatterns"]
 
@@ -83,6 +84,47 @@ def endpoints(serve: Callable[[type[views.AuthAPIView]], Any]) -> list[URLPatter
             "mfa/recovery-codes/",
             serve(views.RecoveryCodesView),
             name="mfa-recovery-codes",
+        ),
+        path(
+            "mfa/authenticate/passkey/options/",
+            serve(passkey_views.MfaPasskeyOptionsView),
+            name="mfa-passkey-options",
+        ),
+        path(
+            "mfa/authenticate/passkey/",
+            serve(passkey_views.MfaPasskeyAuthenticateView),
+            name="mfa-passkey-authenticate",
+        ),
+        path(
+            "reauthenticate/passkey/options/",
+            serve(passkey_views.ReauthenticationPasskeyOptionsView),
+            name="reauthentication-passkey-options",
+        ),
+        path("passkeys/", serve(passkey_views.PasskeysView), name="passkeys"),
+        path(
+            "passkeys/register/options/",
+            serve(passkey_views.PasskeyRegisterOptionsView),
+            name="passkey-register-options",
+        ),
+        path(
+            "passkeys/register/",
+            serve(passkey_views.PasskeyRegisterView),
+            name="passkey-register",
+        ),
+        path(
+            "passkeys/login/options/",
+            serve(passkey_views.PasskeyLoginOptionsView),
+            name="passkey-login-options",
+        ),
+        path(
+            "passkeys/login/",
+            serve(passkey_views.PasskeyLoginView),
+            name="passkey-login",
+        ),
+        path(
+            "passkeys/<str:passkey_id>/",
+            serve(passkey_views.PasskeyDetailView),
+            name="passkey",
         ),
     ]
 

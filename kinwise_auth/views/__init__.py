@@ -1,4 +1,6 @@
-"""Thin views: IP limit, validation, email limit, one service call, a response."""
+"""Thin views: IP limit, validation, email limit, one service call, a response.
+
+The passkey endpoints are in :mod:`.passkeys`, on the bases defined here."""
 
 from __future__ import annotations
 
@@ -20,14 +22,14 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework_simplejwt import settings as jwt_settings
 
-from . import ratelimit, services
-from .authentication import SessionJWTAuthentication
-from .conf import auth_settings
-from .errors import AuthError, EmailTaken, PasswordRejected, RequestTooLarge
-from .exceptions import exception_handler
-from .models import LinkToken
-from .parsers import BoundedJSONParser
-from .serializers import (
+from .. import ratelimit, services
+from ..authentication import SessionJWTAuthentication
+from ..conf import auth_settings
+from ..errors import AuthError, EmailTaken, PasswordRejected, RequestTooLarge
+from ..exceptions import exception_handler
+from ..models import LinkToken
+from ..parsers import BoundedJSONParser
+from ..serializers import (
     AuthenticatorCodeSerializer,
     EmailChangeSerializer,
     EmailSerializer,
@@ -630,6 +632,7 @@ class ReauthenticateView(SignedInAPIView):
             password=values.get("password"),
             totp_code=values.get("totp"),
             email_code=values.get("email_code"),
+            passkey=values.get("passkey"),
             meta=self.meta(request),
         )
         return Response({"reauthenticated_until": until})
@@ -666,7 +669,7 @@ class MfaView(SignedInAPIView):
                     "last_used_at": totp.last_used_at,
                 },
                 "recovery_codes_left": status_.recovery_codes_left,
-                "passkeys": 0,
+                "passkeys": status_.passkeys,
             }
         )
 
