@@ -113,6 +113,18 @@ def trust_spa(configured: set[str], spa_port: str) -> None:
         os.environ[name] = ",".join(dict.fromkeys([*origins, *spa_origins(spa_port)]))
 
 
+def allow_passkeys(configured: set[str], port: str, spa_port: str) -> None:
+    """Passkeys need a domain for their relying party, never an IP address: the
+    demo's is localhost, for the page and the SPA opened under that name (in
+    os.environ, which the processes inherit), unless the configuration says."""
+    if "WEBAUTHN_RP_ID" not in configured:
+        os.environ["WEBAUTHN_RP_ID"] = "localhost"
+        if "WEBAUTHN_ORIGINS" not in configured:
+            os.environ["WEBAUTHN_ORIGINS"] = ",".join(
+                f"http://localhost:{number}" for number in (port, spa_port)
+            )
+
+
 def choose_services(port: str) -> tuple[set[str], list[str]]:
     """Set the broker, cache and database the configuration leaves open (in
     os.environ, which the processes inherit); the configured names, and notes."""
@@ -184,6 +196,8 @@ def banner(port: str, spa_port: str, superuser: str, notes: list[str]) -> None:
         "",
         "kinwise-auth example project",
         f"  Demo      {base}/   <- open this in a browser",
+        f"  Passkeys  http://localhost:{port}/   (the same page: a passkey needs a "
+        "host name, not an IP)",
         f"  SPA       http://localhost:{spa_port}/   (another origin: the browser "
         f"transport at http://localhost:{port}{BROWSER_API})",
         f"  Mailbox   {base}/dev/mailbox/",
@@ -304,6 +318,7 @@ def main() -> int:
         return 2
     configured, notes = choose_services(port)
     trust_spa(configured, spa_port)
+    allow_passkeys(configured, port, spa_port)
     url, options = settings.CELERY_BROKER_URL, settings.CELERY_BROKER_TRANSPORT_OPTIONS
     try:  # a configured broker must answer (filesystem:// and memory:// always do)
         with Connection(url, connect_timeout=TIMEOUT, transport_options=options) as c:

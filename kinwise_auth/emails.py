@@ -261,6 +261,7 @@ _FACTOR_LABELS = {
     "code": _lazy("emailed code"),
     "totp": _lazy("authenticator app"),
     "recovery_code": _lazy("recovery code"),
+    "passkey": _lazy("passkey"),
 }
 
 

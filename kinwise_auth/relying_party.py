@@ -14,7 +14,9 @@ from urllib.parse import urlsplit
 from .conf import auth_settings
 from .site import site_name
 
-__all__ = ["rp_id", "rp_name", "origins", "problems", "is_configured"]
+__all__ = ["rp_id", "rp_name", "origins", "problems"]
+
+ANDROID_ORIGIN = "android:apk-key-hash:"
 
 
 def rp_id() -> str:
@@ -36,16 +38,11 @@ def origins() -> list[str]:
     if configured:
         if isinstance(configured, str):
             configured = [configured]
-        return [str(origin).rstrip("/") for origin in configured]
+        return [str(origin).strip().rstrip("/") for origin in configured]
     parts = urlsplit(str(auth_settings.FRONTEND_URL or ""))
     if not parts.scheme or not parts.netloc:
         return []
     return [f"{parts.scheme}://{parts.netloc}".lower()]
-
-
-def is_configured() -> bool:
-    """Whether passkeys can work here at all: a domain RP id and its origins."""
-    return not problems()
 
 
 def problems() -> list[str]:
@@ -53,7 +50,8 @@ def problems() -> list[str]:
 
     The RP id must be a domain (browsers refuse an IP address), and every origin
     an ``https`` one (or ``http`` on ``localhost``) whose host is the RP id or
-    under it.
+    under it, or an Android app's ``android:apk-key-hash:<hash>`` (the app
+    proves its tie to the RP id by the site's Digital Asset Links file).
     """
     identifier = rp_id()
     if not identifier:
@@ -69,6 +67,10 @@ def problems() -> list[str]:
     if not listed:
         found.append("no origins: set WEBAUTHN_ORIGINS or FRONTEND_URL")
     for origin in listed:
+        if origin.startswith(ANDROID_ORIGIN):
+            if not origin.removeprefix(ANDROID_ORIGIN):
+                found.append(f"the android origin {origin!r} names no key hash")
+            continue
         parts = urlsplit(origin)
         host = (parts.hostname or "").lower()
         local = host == "localhost" or host.endswith(".localhost")

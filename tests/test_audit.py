@@ -99,4 +99,5 @@ def test_every_event_has_a_signal() -> None:
         "session_reused",
         "session_revoked",
         "mfa_changed",
+        "passkey_sign_count_regressed",
     }

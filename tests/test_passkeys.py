@@ -444,6 +444,14 @@ def test_a_forged_answer_with_a_lower_count_is_not_taken_for_a_clone(
     ).exists()
 
 
+def test_an_answer_for_another_user_handle_is_refused(
+    device: SoftwareAuthenticator, enrolled: dict[str, Any]
+) -> None:
+    device.credentials[0].user_handle = b"someone else" * 2
+
+    refused(passkey_login(device))
+
+
 def test_a_synced_passkey_keeps_no_count_and_signs_in_again(
     client: APIClient,
 ) -> None:
@@ -659,6 +667,21 @@ def test_removing_a_passkey_keeps_the_codes_while_the_app_stays(
     assert RecoveryCode.objects.filter(superseded_at=None).count() == 10
 
 
+def test_a_scrubbed_account_keeps_no_passkey(
+    client: APIClient,
+    device: SoftwareAuthenticator,
+    enrolled: dict[str, Any],
+    settings: Any,
+) -> None:
+    settings.KINWISE_AUTH = {**settings.KINWISE_AUTH, "ACCOUNT_DELETION": "deactivate"}
+
+    response = client.post(AUTH + "account/delete/", {"password": PASSWORD})
+
+    assert response.status_code == 204, response.content
+    assert not Passkey.objects.exists()
+    refused(passkey_login(device))
+
+
 # --- settings ---------------------------------------------------------------------
 
 
@@ -682,6 +705,16 @@ def test_removing_a_passkey_keeps_the_codes_while_the_app_stays(
         ({"WEBAUTHN_ORIGINS": ["http://app.example.com"]}, "neither https"),
         ({"WEBAUTHN_ORIGINS": ["https://evil-app.example.com"]}, "registrable suffix"),
         ({"WEBAUTHN_ORIGINS": ["https://app.example.com/login"]}, "path"),
+        (
+            {
+                "WEBAUTHN_ORIGINS": [
+                    "https://app.example.com",
+                    "android:apk-key-hash:Wm9vbS1sb29rLWEtZmluZ2VycHJpbnQ",
+                ]
+            },
+            None,
+        ),
+        ({"WEBAUTHN_ORIGINS": ["android:apk-key-hash:"]}, "android"),
     ],
 )
 def test_relying_party_problems(
@@ -724,3 +757,30 @@ def test_options_carry_the_configured_relying_party(
 
     assert options["rp"] == {"id": "example.com", "name": "Example"}
     assert base64.urlsafe_b64decode(options["challenge"] + "==")
+
+
+# --- what the owner is told ---------------------------------------------------------
+
+
+def test_the_owner_is_told_of_a_new_passkey_and_of_a_sign_in_with_it(
+    device: SoftwareAuthenticator, enrolled: dict[str, Any]
+) -> None:
+    from django.core import mail
+
+    added = [m for m in mail.outbox if m.subject.startswith("Two-step sign-in")]
+    assert len(added) == 1 and "A passkey was just added" in added[0].body
+    mail.outbox.clear()
+
+    # From another network than Alice's first session: a new sign-in notice.
+    response = APIClient(REMOTE_ADDR="198.51.100.7").post(
+        AUTH + "passkeys/login/",
+        {
+            "challenge_id": (options := login_options())["challenge_id"],
+            "credential": device.get(options["options"]),
+        },
+        format="json",
+    )
+
+    assert response.status_code == 200, response.content
+    (notice,) = mail.outbox
+    assert "198.51.100.7" in notice.body and "passkey" in notice.body, notice.body

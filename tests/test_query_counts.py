@@ -404,8 +404,9 @@ def test_second_factors(
     Confirming: the user, the authenticator locked, enabled, the codes left, the
     first set (retire, insert), the audit row, the address and the notice's
     outbox row. New codes: the user, the enabled authenticator, retire, insert,
-    audit, address, outbox. Removing: the user, the delete, the codes retired,
-    audit, address, outbox. (A password is checked by hashing: no query.)"""
+    audit, address, outbox. Removing: the user, the delete, whether a passkey
+    is left, the codes retired, audit, address, outbox. (A password is checked
+    by hashing: no query.)"""
     import pyotp
     from django.utils import timezone
 
@@ -434,7 +435,7 @@ def test_second_factors(
             ).status_code
             == 200
         )
-    with assert_queries(6):
+    with assert_queries(7):
         assert (
             api.delete("/api/v1/auth/mfa/totp/", body, format="json").status_code == 204
         )

@@ -207,6 +207,9 @@ FRONTEND_URL: str = env.str("FRONTEND_URL", default="http://localhost:8000")
 KINWISE_AUTH = {
     "FRONTEND_URL": FRONTEND_URL,
     "SITE_NAME": env("SITE_NAME", default="KinWise demo"),
+    # Passkeys (docs/passkeys.md). Unset: FRONTEND_URL's host and origin.
+    "WEBAUTHN_RP_ID": env.str("WEBAUTHN_RP_ID", default="") or None,
+    "WEBAUTHN_ORIGINS": env.list("WEBAUTHN_ORIGINS", default=[]) or None,
     # The admin's sign-in (config/admin_login.py): every POST counts, per client IP
     # and per username or email typed, in the shared cache below.
     "RATE_LIMITS": {"admin_login": {"ip": "10/m", "email": "5/10m"}},

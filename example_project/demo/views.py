@@ -9,6 +9,8 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
 
+from kinwise_auth import relying_party
+
 from .models import SentEmail
 
 MAILBOX_SIZE = 50
@@ -25,8 +27,12 @@ def page(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "demo/page.html",
-        # The browser transport: the refresh token in an HttpOnly cookie.
-        {"api": reverse("kinwise_auth_browser:csrf").removesuffix("csrf/")},
+        {
+            # The browser transport: the refresh token in an HttpOnly cookie.
+            "api": reverse("kinwise_auth_browser:csrf").removesuffix("csrf/"),
+            # Passkeys work where the page's host is the relying party's id.
+            "rp_id": relying_party.rp_id(),
+        },
     )
 
 

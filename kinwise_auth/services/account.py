@@ -12,7 +12,14 @@ from django.views.decorators.debug import sensitive_variables
 
 from .. import audit, outbox
 from ..conf import auth_settings
-from ..models import Authenticator, EmailIdentity, OutboxEmail, RecoveryCode
+from ..models import (
+    Authenticator,
+    EmailIdentity,
+    OutboxEmail,
+    Passkey,
+    PasskeyChallenge,
+    RecoveryCode,
+)
 from .identities import lock_user
 from .meta import RequestMeta
 from .reauthentication import require_proof
@@ -75,6 +82,8 @@ def _scrub(user: AbstractBaseUser) -> None:
     # Its second factors go too: nothing of the person stays on the row.
     Authenticator.objects.filter(user_id=user.pk).delete()
     RecoveryCode.objects.filter(user_id=user.pk).delete()
+    Passkey.objects.filter(user_id=user.pk).delete()
+    PasskeyChallenge.objects.filter(user_id=user.pk).delete()
     placeholder = f"deleted-{user.pk}@invalid"
     setattr(user, user_model.get_email_field_name(), placeholder)
     if user_model.get_email_field_name() != user_model.USERNAME_FIELD:

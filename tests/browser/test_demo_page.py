@@ -486,13 +486,13 @@ def test_the_whole_journey_in_the_browser(
     open_page(page, f"{base}/")
     page.get_by_role("link", name="API docs").click()
     page.wait_for_selector(".swagger-ui .opblock")
-    # One block per operation of the schema: both transports, the app's 28
-    # (verify-email has GET and POST) and the browser's 29 (with csrf/).
+    # One block per operation of the schema: both transports, the app's 38
+    # (verify-email has GET and POST) and the browser's 39 (with csrf/).
     with OPENER.open(f"{base}/api/schema/?format=json", timeout=10) as answer:
         paths = json.load(answer)["paths"]
     methods = {"get", "post", "put", "patch", "delete"}
     operations = sum(len(methods & set(item)) for item in paths.values())
-    assert operations == 57, sorted(paths)
+    assert operations == 77, sorted(paths)
     assert page.locator(".swagger-ui .opblock").count() == operations
     shot(page, "09-api-docs")
 

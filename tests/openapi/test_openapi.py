@@ -249,12 +249,12 @@ def test_schemathesis_finds_no_server_error_and_no_schema_break(
             schemathesis(st, base, email, tmp_path, "--exclude-method", "DELETE"),
             schemathesis(st, base, email, tmp_path, "--include-method", "DELETE"),
         ]
-    # Both transports: the app's 28 operations, the browser's 28 and csrf/;
-    # four of them DELETEs.
-    for result, selected in zip(results, ("53 selected", "4 selected"), strict=True):
+    # Both transports: the app's 38 operations, the browser's 38 and csrf/;
+    # six of them DELETEs.
+    for result, selected in zip(results, ("71 selected", "6 selected"), strict=True):
         summary = result.stdout[-6000:] + result.stderr[-2000:]
         assert result.returncode == 0, summary
-        assert f"{selected} / 57 total" in result.stdout, summary
+        assert f"{selected} / 77 total" in result.stdout, summary
         assert " passed" in result.stdout, summary
         assert not re.search(r"\b\d+ failed\b|❌", result.stdout), summary
         # Signed in throughout: no operation met only 401s but the browser's
