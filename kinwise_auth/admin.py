@@ -24,6 +24,7 @@ from .models import (
     LinkToken,
     LoginCode,
     OutboxEmail,
+    Passkey,
     Session,
 )
 from .services.meta import RequestMeta
@@ -67,8 +68,8 @@ class EmailIdentityAdmin(ReadOnlyAdmin):
     def reset_two_step(
         self, request: HttpRequest, queryset: QuerySet[EmailIdentity]
     ) -> None:
-        """Remove the accounts' authenticator apps and recovery codes (a lost
-        phone); each owner is emailed and the reset audited."""
+        """Remove the accounts' authenticator apps, passkeys and recovery codes
+        (a lost phone); each owner is emailed and the reset audited."""
         meta = RequestMeta(ip=ratelimit.valid_ip(ratelimit.client_ip(request)))
         count = sum(
             reset_factors(identity.user, meta=meta)
@@ -257,3 +258,26 @@ class AuthenticatorAdmin(ReadOnlyAdmin):
     search_fields = ["user__kinwise_identity__email_normalized"]
     list_select_related = ["user"]
     exclude = ["secret", "pending_secret", "last_step"]
+
+
+@admin.register(Passkey)
+class PasskeyAdmin(ReadOnlyAdmin):
+    """Which accounts have which passkeys: names and use, never key material.
+    Removing one is the owner's (``DELETE passkeys/<id>/``) or the reset's."""
+
+    list_display = ["name", "user", "backed_up", "created_at", "last_used_at"]
+    list_filter = ["backed_up"]
+    search_fields = ["user__kinwise_identity__email_normalized", "name"]
+    list_select_related = ["user"]
+    fields = [
+        "user",
+        "name",
+        "aaguid",
+        "backed_up",
+        "sign_count",
+        "created_at",
+        "last_used_at",
+    ]
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

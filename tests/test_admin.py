@@ -369,3 +369,37 @@ def test_view_permission_alone_cannot_reset_factors(make_user: Any, alice: Any) 
     )
 
     assert Authenticator.objects.filter(user=alice).exists()
+
+
+def test_passkeys_are_listed_without_key_material_and_reset_with_the_rest(
+    admin_client_: Client, alice: Any, broker: Any
+) -> None:
+    from kinwise_auth.models import Passkey
+
+    passkey = Passkey.objects.create(
+        user=alice,
+        credential_id=b"credential-id-of-alice",
+        public_key=b"public-key-of-alice",
+        user_handle=b"handle",
+        aaguid="00000000-0000-0000-0000-000000000000",
+        name="Laptop",
+    )
+    listing = admin_client_.get(reverse("admin:kinwise_auth_passkey_changelist"))
+    detail = admin_client_.get(
+        reverse("admin:kinwise_auth_passkey_change", args=[passkey.pk])
+    )
+    for page in (listing, detail):
+        assert page.status_code == 200
+        html = page.content.decode()
+        assert "Laptop" in html
+        for secretish in (b"credential-id-of-alice", b"public-key-of-alice"):
+            assert secretish.decode() not in html and secretish.hex() not in html
+
+    identity = EmailIdentity.objects.get(user=alice)
+    response = admin_client_.post(
+        reverse("admin:kinwise_auth_emailidentity_changelist"),
+        {"action": "reset_two_step", "_selected_action": [identity.pk]},
+    )
+
+    assert response.status_code == 302
+    assert not Passkey.objects.exists()

@@ -525,3 +525,76 @@ def test_passkeys(api: Any, make_user: Any, broker: Any, assert_queries: Any) ->
             format="json",
         )
     assert response.status_code == 200
+
+
+def test_passkey_second_step_step_up_and_management(
+    api: Any, make_user: Any, broker: Any, assert_queries: Any
+) -> None:
+    """Second-step options: the token's owner (the per-account limit), the
+    challenge (with its user), the passkeys allowed, earlier ceremonies of this
+    sign-in retired, the new one. The second step: the owner twice (the limit,
+    then the locks, as at mfa/authenticate/), the user, identity and challenge
+    locked, the ceremony locked and spent, the passkey locked and counted, the
+    sign-in's challenge used, then a session as login/ opens one. Step-up
+    options: the user (JWT), the passkeys, retire, insert; the step-up: the
+    user, the ceremony and the passkey (each locked and written), the session
+    marked, the audit row. A rename: the user, the passkey, the recent
+    reauthentication, the save, the audit row. A removal: the user, the
+    passkey, the recent reauthentication, the user locked, the delete, what
+    factors are left, the codes retired, the audit row, the address and the
+    notice."""
+    from .webauthn_device import SoftwareAuthenticator
+
+    make_user("a@example.com")
+    sign_in(api)
+    device = SoftwareAuthenticator(origin="https://app.example.com")
+    body = {"password": PASSWORD}
+    options = api.post(
+        "/api/v1/auth/passkeys/register/options/", body, format="json"
+    ).json()["options"]
+    created = api.post(
+        "/api/v1/auth/passkeys/register/",
+        {"credential": device.create(options)},
+        format="json",
+    ).json()
+
+    first = (
+        APIClient()
+        .post(
+            "/api/v1/auth/login/",
+            {"email": "a@example.com", "password": PASSWORD},
+            format="json",
+        )
+        .json()
+    )
+    second = APIClient()
+    with assert_queries(5):
+        options = second.post(
+            "/api/v1/auth/mfa/authenticate/passkey/options/",
+            {"mfa_token": first["mfa_token"]},
+            format="json",
+        ).json()["options"]
+    with assert_queries(14):
+        response = second.post(
+            "/api/v1/auth/mfa/authenticate/passkey/",
+            {"mfa_token": first["mfa_token"], "credential": device.get(options)},
+            format="json",
+        )
+    assert response.status_code == 200
+
+    with assert_queries(4):
+        options = api.post("/api/v1/auth/reauthenticate/passkey/options/").json()[
+            "options"
+        ]
+    with assert_queries(7):
+        response = api.post(
+            "/api/v1/auth/reauthenticate/",
+            {"passkey": device.get(options)},
+            format="json",
+        )
+    assert response.status_code == 200
+    url = f"/api/v1/auth/passkeys/{created['id']}/"
+    with assert_queries(5):
+        assert api.patch(url, {"name": "Phone"}, format="json").status_code == 200
+    with assert_queries(10):
+        assert api.delete(url, format="json").status_code == 204

@@ -29,7 +29,6 @@ from ..models import (
     EmailIdentity,
     MfaChallenge,
     OutboxEmail,
-    Passkey,
     PasskeyChallenge,
 )
 from . import sign_in_failures
@@ -137,12 +136,7 @@ def passkey_options(*, mfa_token: str) -> dict[str, Any]:
     )
     if challenge is None or not _is_live(challenge, timezone.now()):
         raise InvalidToken(INVALID_MFA_TOKEN)
-    allowed = [
-        bytes(c)
-        for c in Passkey.objects.filter(user_id=challenge.user_id).values_list(
-            "credential_id", flat=True
-        )
-    ]
+    allowed = passkeys.credential_ids(challenge.user_id)
     if not allowed:
         raise FactorNotFound()
     _row, nonce = open_ceremony(

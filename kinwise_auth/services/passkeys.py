@@ -67,12 +67,7 @@ def registration_options(
         handle=passkeys.user_handle(user),
         user_name=name,
         display_name=name,
-        exclude=[
-            bytes(c)
-            for c in Passkey.objects.filter(user_id=user.pk).values_list(
-                "credential_id", flat=True
-            )
-        ],
+        exclude=passkeys.credential_ids(user.pk),
     )
 
 

@@ -29,7 +29,6 @@ from ..models import (
     LinkToken,
     LoginCode,
     OutboxEmail,
-    Passkey,
     PasskeyChallenge,
     Session,
 )
@@ -172,12 +171,7 @@ def reauthenticate(
 def reauthentication_passkey_options(*, user: AbstractBaseUser) -> dict[str, Any]:
     """Request options for ``reauthenticate/ {"passkey"}``: one of the
     caller's passkeys, the user verified. :class:`FactorNotFound` without one."""
-    allowed = [
-        bytes(c)
-        for c in Passkey.objects.filter(user_id=user.pk).values_list(
-            "credential_id", flat=True
-        )
-    ]
+    allowed = passkeys.credential_ids(user.pk)
     if not allowed:
         raise FactorNotFound(_("No passkey is registered for this account."))
     _row, challenge = open_ceremony(PasskeyChallenge.Purpose.REAUTHENTICATE, user=user)

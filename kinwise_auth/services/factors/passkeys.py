@@ -46,6 +46,7 @@ __all__ = [
     "challenge_of",
     "credential_id_of",
     "user_handle",
+    "credential_ids",
     "creation_options",
     "request_options",
     "verify_creation",
@@ -116,6 +117,16 @@ def credential_id_of(credential: Any) -> bytes | None:
         return _unb64(credential["rawId"])
     except (*_MALFORMED, binascii.Error):
         return None
+
+
+def credential_ids(user_pk: Any) -> list[bytes]:
+    """The credential ids of a user's passkeys: to exclude, or to allow."""
+    return [
+        bytes(c)
+        for c in Passkey.objects.filter(user_id=user_pk).values_list(
+            "credential_id", flat=True
+        )
+    ]
 
 
 def user_handle(user: AbstractBaseUser) -> bytes:
