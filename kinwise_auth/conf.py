@@ -97,9 +97,12 @@ DEFAULTS: dict[str, Any] = {
         "mfa_authenticate": {"ip": "10/m", "account": "10/10m"},
         "reauthentication_code": {"ip": "5/10m", "account": "3/10m"},
         "passkeys": {"ip": "30/m", "account": "30/10m"},
-        # The options name no account: per IP only. The answer names one.
+        # Per IP only: the options name no account, and an answer names one by
+        # a credential id, which is no secret: a budget keyed by it would let
+        # a stranger lock the owner out, and its 429 tell which ids exist. A
+        # signature cannot be guessed.
         "passkey_login_options": {"ip": "20/m"},
-        "passkey_login": {"ip": "20/m", "account": "10/10m"},
+        "passkey_login": {"ip": "20/m"},
     },
     "RATE_LIMIT_FAIL_OPEN": True,
     # The browser transport's refresh cookie (always HttpOnly). "domain": None

@@ -784,3 +784,172 @@ def test_the_owner_is_told_of_a_new_passkey_and_of_a_sign_in_with_it(
     assert response.status_code == 200, response.content
     (notice,) = mail.outbox
     assert "198.51.100.7" in notice.body and "passkey" in notice.body, notice.body
+
+
+# --- hostile answers (found by an attack review; each test written first) -----------
+
+
+def nested_client_data() -> dict[str, Any]:
+    return {
+        "id": "AAAA",
+        "rawId": "AAAA",
+        "type": "public-key",
+        "response": {
+            "clientDataJSON": b64(b"[" * 20_000),
+            "authenticatorData": "AA",
+            "signature": "AA",
+            "attestationObject": "AA",
+        },
+    }
+
+
+def test_client_data_nested_deep_is_refused_not_a_500(
+    client: APIClient, enrolled: dict[str, Any]
+) -> None:
+    hostile = nested_client_data()
+    token = password_login().json()["mfa_token"]
+    answers = [
+        APIClient().post(
+            AUTH + "passkeys/login/",
+            {"challenge_id": login_options()["challenge_id"], "credential": hostile},
+            format="json",
+        ),
+        client.post(AUTH + "passkeys/register/", {"credential": hostile}),
+        client.post(AUTH + "reauthenticate/", {"passkey": hostile}),
+        APIClient().post(
+            AUTH + "mfa/authenticate/passkey/",
+            {"mfa_token": token, "credential": hostile},
+            format="json",
+        ),
+    ]
+
+    for response in answers:
+        refused(response)
+
+
+def test_transports_that_are_not_strings_are_dropped(
+    client: APIClient,
+) -> None:
+    answer = SoftwareAuthenticator(origin=ORIGIN).create(creation_options(client))
+    answer["response"]["transports"] = [{"x": 1}, ["usb"], "usb", "carrier-pigeon"]
+
+    response = client.post(AUTH + "passkeys/register/", {"credential": answer})
+
+    assert response.status_code == 201, response.content
+    assert Passkey.objects.get().transports == ["usb"]
+
+
+@pytest.mark.parametrize("length", [1024, 8000])
+def test_a_credential_id_over_1023_bytes_is_refused(
+    client: APIClient, length: int
+) -> None:
+    answer = SoftwareAuthenticator(origin=ORIGIN).create(
+        creation_options(client),
+        credential_id=bytes(range(256)) * (length // 256) + bytes(length % 256),
+    )
+
+    refused(client.post(AUTH + "passkeys/register/", {"credential": answer}))
+    assert not Passkey.objects.exists()
+
+
+def test_answers_naming_someone_elses_passkey_neither_lock_them_out_nor_tell(
+    device: SoftwareAuthenticator, enrolled: dict[str, Any], settings: Any
+) -> None:
+    # A credential id is no secret: it is in allowCredentials, in traces.
+    taken = b64(device.credentials[0].credential_id)
+    unknown = b64(b"no-such-credential")
+    answers = {}
+    for name, credential_id in (("known", taken), ("unknown", unknown)):
+        answers[name] = [
+            APIClient(REMOTE_ADDR=f"203.0.113.{n}")
+            .post(
+                AUTH + "passkeys/login/",
+                {
+                    "challenge_id": login_options(
+                        APIClient(REMOTE_ADDR=f"203.0.113.{n}")
+                    )["challenge_id"],
+                    "credential": {
+                        "id": credential_id,
+                        "rawId": credential_id,
+                        "type": "public-key",
+                        "response": {},
+                    },
+                },
+                format="json",
+            )
+            .status_code
+            for n in range(12)
+        ]
+
+    assert answers["known"] == answers["unknown"] == [400] * 12
+    assert passkey_login(device).status_code == 200
+
+
+def test_a_public_key_that_cannot_verify_is_not_registered(
+    client: APIClient,
+) -> None:
+    import cbor2
+
+    answer = SoftwareAuthenticator(origin=ORIGIN).create(creation_options(client))
+    attestation = cbor2.loads(unb64(answer["response"]["attestationObject"]))
+    auth_data = attestation["authData"]
+    # The COSE key is the attested data's tail: an EC2 key on the point (0, 0).
+    cose = cbor2.dumps({1: 2, 3: -7, -1: 1, -2: bytes(32), -3: bytes(32)})
+    credential_length = int.from_bytes(auth_data[53:55], "big")
+    start = 55 + credential_length
+    attestation["authData"] = auth_data[:start] + cose
+    answer["response"]["attestationObject"] = b64(cbor2.dumps(attestation))
+
+    refused(client.post(AUTH + "passkeys/register/", {"credential": answer}))
+    assert not Passkey.objects.exists()
+
+
+def at_once(*calls: Any) -> list[Any]:
+    """Run ``calls`` in threads released together; their answers."""
+    import threading
+
+    from django.db import connections
+
+    barrier = threading.Barrier(len(calls))
+    answers: list[Any] = [None] * len(calls)
+
+    def run(index: int, call: Any) -> None:
+        try:
+            barrier.wait()
+            answers[index] = call()
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=run, args=pair) for pair in enumerate(calls)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return answers
+
+
+@pytest.mark.parametrize("round_", range(3))
+def test_removing_the_last_two_factors_at_once_retires_the_codes(
+    alice: Any,
+    client: APIClient,
+    enrolled: dict[str, Any],
+    round_: int,
+    broker: Any,  # notices published, not run: an eager task in a thread
+    # leaves Celery's process-wide "join would block" flag set behind it
+) -> None:
+    Authenticator.objects.create(
+        user=alice,
+        kind=Authenticator.Kind.TOTP,
+        secret=totp.sealed(totp.new_secret(), alice.pk),
+        confirmed_at=timezone.now(),
+    )
+    body = {"password": PASSWORD}
+
+    answers = at_once(
+        lambda: client.delete(AUTH + f"passkeys/{enrolled['id']}/", body),
+        lambda: client.delete(AUTH + "mfa/totp/", body),
+    )
+
+    assert [a.status_code for a in answers] == [204, 204]
+    live = RecoveryCode.objects.filter(user=alice, used_at=None, superseded_at=None)
+    assert not live.exists()

@@ -398,13 +398,14 @@ def test_second_factors(
     api: Any, make_user: Any, broker: Any, assert_queries: Any
 ) -> None:
     """GET mfa/: the user (JWT), the authenticator, the codes left, the passkeys
-    counted. A set-up:
-    the user (JWT), the authenticator found or made (a read and an insert the
-    first time), its pending secret saved, the address for the app's label.
-    Confirming: the user, the authenticator locked, enabled, the codes left, the
-    first set (retire, insert), the audit row, the address and the notice's
-    outbox row. New codes: the user, the enabled authenticator, retire, insert,
-    audit, address, outbox. Removing: the user, the delete, whether a passkey
+    counted. A set-up: the user (JWT), the authenticator found or made (a read
+    and an insert the first time), its pending secret saved, the address for
+    the app's label. Every change of factors locks the user first (one change of
+    an account's factors at a time). Confirming: the user, the user locked, the
+    authenticator locked, enabled, the codes left, the first set (retire,
+    insert), the audit row, the address and the notice's outbox row. New codes:
+    the user, the user locked, the factors left, retire, insert, audit, address,
+    outbox. Removing: the user, the user locked, the delete, whether a passkey
     is left, the codes retired, audit, address, outbox. (A password is checked
     by hashing: no query.)"""
     import pyotp
@@ -423,19 +424,19 @@ def test_second_factors(
             "secret"
         ]
     code = totp.code_at(secret, pyotp.TOTP(secret).timecode(timezone.now()))
-    with assert_queries(9):
+    with assert_queries(10):
         response = api.post(
             "/api/v1/auth/mfa/totp/confirm/", {"code": code}, format="json"
         )
     assert response.status_code == 200
-    with assert_queries(7):
+    with assert_queries(8):
         assert (
             api.post(
                 "/api/v1/auth/mfa/recovery-codes/", body, format="json"
             ).status_code
             == 200
         )
-    with assert_queries(7):
+    with assert_queries(8):
         assert (
             api.delete("/api/v1/auth/mfa/totp/", body, format="json").status_code == 204
         )
@@ -487,8 +488,8 @@ def test_passkeys(api: Any, make_user: Any, broker: Any, assert_queries: Any) ->
     Registering: the user, the challenge locked and spent, the handle, the user
     locked, the codes left, the passkey, the first codes (retire, insert), the
     audit row, the address and the notice's outbox row. The list: the user and
-    the passkeys. Login options: the challenge. A passkey sign-in: its owner
-    (the per-account limit), the challenge locked and spent, the passkey locked
+    the passkeys. Login options: the challenge. A passkey sign-in (limited per
+    IP only): the challenge locked and spent, the passkey locked
     (with its user), its count saved, the identity (verified?), then a session
     as login/ opens one, but the factor read (the passkey is both factors)."""
     from .webauthn_device import SoftwareAuthenticator
@@ -515,7 +516,7 @@ def test_passkeys(api: Any, make_user: Any, broker: Any, assert_queries: Any) ->
     anonymous = APIClient()
     with assert_queries(1):
         found = anonymous.post("/api/v1/auth/passkeys/login/options/").json()
-    with assert_queries(10):
+    with assert_queries(9):
         response = anonymous.post(
             "/api/v1/auth/passkeys/login/",
             {

@@ -35,7 +35,6 @@ from .passkey_sign_in import (
     PasskeyLoginOptions,
     login_with_passkey,
     passkey_login_options,
-    passkey_owner,
 )
 from .passkeys import (
     NewPasskey,
@@ -122,5 +121,4 @@ __all__ = [
     "PasskeyLoginOptions",
     "passkey_login_options",
     "login_with_passkey",
-    "passkey_owner",
 ]

@@ -23,6 +23,7 @@ from ..errors import FactorNotFound, InvalidCode, MfaRequiredFirst, MfaSetupRequ
 from ..models import Authenticator, EmailIdentity, MfaChallenge, OutboxEmail, Passkey
 from ..site import site_name
 from .factors import recovery_codes, second_factors, totp
+from .identities import lock_user
 from .meta import RequestMeta
 from .reauthentication import require_proof
 
@@ -117,6 +118,9 @@ def confirm_totp(
     """
     now = timezone.now()
     with transaction.atomic():
+        # The user first, as every change of an account's factors: whether it
+        # has codes and which factors are left is read under one lock.
+        lock_user(user.pk)
         authenticator = (
             Authenticator.objects.select_for_update()
             .filter(user_id=user.pk, kind=Authenticator.Kind.TOTP)
@@ -179,6 +183,7 @@ def disable_totp(
         message=WRONG_PASSWORD,
     )
     with transaction.atomic():
+        lock_user(user.pk)  # one change of an account's factors at a time
         deleted, _ = Authenticator.objects.filter(
             user_id=user.pk, kind=Authenticator.Kind.TOTP, confirmed_at__isnull=False
         ).delete()
@@ -203,9 +208,10 @@ def renew_recovery_codes(
         meta=meta,
         message=WRONG_PASSWORD,
     )
-    if not second_factors(user):
-        raise MfaRequiredFirst()
     with transaction.atomic():
+        lock_user(user.pk)
+        if not second_factors(user):
+            raise MfaRequiredFirst()
         codes = recovery_codes.issue(user)
         changed(user, "recovery_codes_renewed", meta)
     return codes
@@ -235,6 +241,7 @@ def reset_factors(user: AbstractBaseUser, *, meta: RequestMeta | None = None) ->
     sign-in waiting for its second step go; the owner is told and it is
     audited. Whether there was anything to reset."""
     with transaction.atomic():
+        lock_user(user.pk)
         removed, _ = Authenticator.objects.filter(user_id=user.pk).delete()
         removed += Passkey.objects.filter(user_id=user.pk).delete()[0]
         retired = recovery_codes.retire(user)

@@ -16,7 +16,7 @@ from django.views.decorators.debug import sensitive_variables
 
 from .. import audit
 from ..errors import InvalidCredentials
-from ..models import EmailIdentity, Passkey, PasskeyChallenge
+from ..models import EmailIdentity, PasskeyChallenge
 from .factors import passkeys
 from .meta import RequestMeta
 from .passkey_ceremonies import Refused, open_ceremony, prove, spend_challenge
@@ -25,7 +25,6 @@ from .sessions import SignIn, sign_in
 __all__ = [
     "PasskeyLoginOptions",
     "passkey_login_options",
-    "passkey_owner",
     "login_with_passkey",
 ]
 
@@ -47,19 +46,6 @@ def passkey_login_options() -> PasskeyLoginOptions:
         options=passkeys.request_options(
             challenge=challenge, allow=None, require_verification=True
         ),
-    )
-
-
-def passkey_owner(credential: Any) -> Any:
-    """The primary key of the user whose passkey ``credential`` names; None if
-    none: it keys the per-account limit of ``passkeys/login/``."""
-    credential_id = passkeys.credential_id_of(credential)
-    if credential_id is None:
-        return None
-    return (
-        Passkey.objects.filter(credential_id=credential_id)
-        .values_list("user_id", flat=True)
-        .first()
     )
 
 

@@ -268,6 +268,17 @@ class SignedInAPIView(AuthAPIView):
         """The caller's session: its access token's ``sid``."""
         return getattr(request.auth, "payload", {}).get("sid")
 
+    def proof(self, request: Request, values: dict[str, Any]) -> dict[str, Any]:
+        """What a change that needs a proof hands its service: the caller's
+        user and session, the body's ``password`` (None: a recent
+        reauthentication must do), and the request's meta."""
+        return {
+            "user": self.account(request),
+            "session_id": self.session_id(request),
+            "password": values.get("password"),
+            "meta": self.meta(request),
+        }
+
 
 class LinkAPIView(AuthAPIView):
     """An endpoint that takes an emailed link's ``token``: limited per IP, then,
@@ -516,11 +527,8 @@ class EmailChangeView(SignedInAPIView):
     @sensitive_variables()
     def perform(self, request: Request, values: dict[str, Any]) -> Response:
         services.request_email_change(
-            user=self.account(request),
             new_email=values["new_email"],
-            password=values.get("password"),
-            meta=self.meta(request),
-            session_id=self.session_id(request),
+            **self.proof(request, values),
         )
         return Response(
             {
@@ -552,10 +560,7 @@ class AccountDeleteView(SignedInAPIView):
     @sensitive_variables()
     def perform(self, request: Request, values: dict[str, Any]) -> Response:
         services.delete_account(
-            user=self.account(request),
-            password=values.get("password"),
-            meta=self.meta(request),
-            session_id=self.session_id(request),
+            **self.proof(request, values),
         )
         self.signed_out = True
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -610,10 +615,7 @@ class SessionsRevokeOthersView(SignedInAPIView):
     @sensitive_variables()
     def perform(self, request: Request, values: dict[str, Any]) -> Response:
         revoked = services.revoke_other_sessions(
-            user=self.account(request),
-            session_id=self.session_id(request),
-            password=values.get("password"),
-            meta=self.meta(request),
+            **self.proof(request, values),
         )
         return Response({"revoked": revoked})
 
@@ -627,13 +629,10 @@ class ReauthenticateView(SignedInAPIView):
     @sensitive_variables()
     def perform(self, request: Request, values: dict[str, Any]) -> Response:
         until = services.reauthenticate(
-            user=self.account(request),
-            session_id=self.session_id(request),
-            password=values.get("password"),
             totp_code=values.get("totp"),
             email_code=values.get("email_code"),
             passkey=values.get("passkey"),
-            meta=self.meta(request),
+            **self.proof(request, values),
         )
         return Response({"reauthenticated_until": until})
 
@@ -683,10 +682,7 @@ class TotpSetupView(SignedInAPIView):
     @sensitive_variables()
     def perform(self, request: Request, values: dict[str, Any]) -> Response:
         setup = services.setup_totp(
-            user=self.account(request),
-            session_id=self.session_id(request),
-            password=values.get("password"),
-            meta=self.meta(request),
+            **self.proof(request, values),
         )
         return Response(
             {
@@ -730,10 +726,7 @@ class TotpView(SignedInAPIView):
     @sensitive_variables()
     def perform(self, request: Request, values: dict[str, Any]) -> Response:
         services.disable_totp(
-            user=self.account(request),
-            session_id=self.session_id(request),
-            password=values.get("password"),
-            meta=self.meta(request),
+            **self.proof(request, values),
         )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -747,10 +740,7 @@ class RecoveryCodesView(SignedInAPIView):
     @sensitive_variables()
     def perform(self, request: Request, values: dict[str, Any]) -> Response:
         codes = services.renew_recovery_codes(
-            user=self.account(request),
-            session_id=self.session_id(request),
-            password=values.get("password"),
-            meta=self.meta(request),
+            **self.proof(request, values),
         )
         return Response({"recovery_codes": codes})
 

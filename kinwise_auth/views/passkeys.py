@@ -69,10 +69,7 @@ class PasskeyRegisterOptionsView(SignedInAPIView):
     @sensitive_variables()
     def perform(self, request: Request, values: dict[str, Any]) -> Response:
         options = services.registration_options(
-            user=self.account(request),
-            session_id=self.session_id(request),
-            password=values.get("password"),
-            meta=self.meta(request),
+            **self.proof(request, values),
         )
         return Response({"options": options})
 
@@ -109,12 +106,9 @@ class PasskeyDetailView(SignedInAPIView):
         serializer.is_valid(raise_exception=True)
         values = serializer.validated_data
         passkey = services.rename_passkey(
-            user=self.account(request),
             passkey_id=passkey_id,
             name=values["name"],
-            session_id=self.session_id(request),
-            password=values.get("password"),
-            meta=self.meta(request),
+            **self.proof(request, values),
         )
         return Response(passkey_payload(passkey))
 
@@ -123,11 +117,7 @@ class PasskeyDetailView(SignedInAPIView):
         serializer = OptionalPasswordSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         services.remove_passkey(
-            user=self.account(request),
-            passkey_id=passkey_id,
-            session_id=self.session_id(request),
-            password=serializer.validated_data.get("password"),
-            meta=self.meta(request),
+            passkey_id=passkey_id, **self.proof(request, serializer.validated_data)
         )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -146,16 +136,13 @@ class PasskeyLoginOptionsView(AuthAPIView):
 
 class PasskeyLoginView(AuthAPIView):
     """A passkey's answer: a sign-in, no second step (the user was verified).
-    Limited per IP, then per the account whose passkey the answer names."""
+    Limited per IP only: an answer names its account by a credential id, which
+    is no secret, and a budget keyed by it would let a stranger lock the owner
+    out (and tell which ids exist)."""
 
     scope = "passkey_login"
     serializer_class = PasskeyLoginSerializer
     email_field = None
-
-    def account_of(self, request: Request, values: dict[str, Any]) -> Any:
-        if not auth_settings.rate(self.scope, "account"):
-            return None
-        return services.passkey_owner(values["credential"])
 
     def perform(self, request: Request, values: dict[str, Any]) -> Response:
         result = services.login_with_passkey(

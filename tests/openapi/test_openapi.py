@@ -44,15 +44,27 @@ SIGNED_IN = {
     "mfa/totp/",
     "mfa/recovery-codes/",
     "reauthenticate/email-code/",
+    "reauthenticate/passkey/options/",
+    "passkeys/",
+    "passkeys/{passkey_id}/",
+    "passkeys/register/options/",
+    "passkeys/register/",
 }
 # POST operations that read no body.
-BODYLESS = {"reauthenticate/email-code/"}
+BODYLESS = {
+    "reauthenticate/email-code/",
+    "reauthenticate/passkey/options/",
+    "passkeys/login/options/",
+}
+# The success status of a path, or of one method of it ("delete path"); 200 else.
 SUCCESS = {
     "register/": "201",
     "logout/": "205",
     "account/delete/": "204",
     "sessions/{session_id}/": "204",
     "mfa/totp/": "204",
+    "passkeys/register/": "201",
+    "delete passkeys/{passkey_id}/": "204",
 }
 
 
@@ -134,7 +146,8 @@ def test_every_operation_describes_its_answers(
     for path, method, operation in operations(schema, prefix):
         responses = operation["responses"]
         where = f"{method.upper()} {prefix}{path}"
-        assert SUCCESS.get(path, "200") in responses, where
+        success = SUCCESS.get(f"{method} {path}", SUCCESS.get(path, "200"))
+        assert success in responses, where
         for code in ("400", "429", "503"):
             assert code in responses, (where, code)
         assert "Retry-After" in responses["429"]["headers"], where
@@ -144,7 +157,7 @@ def test_every_operation_describes_its_answers(
         if method == "post" and path not in BODYLESS:
             assert {"413", "415"} <= set(responses), where
             assert ("requestBody" in operation) is not takes_cookie, where
-        if browser and method in ("post", "delete"):
+        if browser and method in ("post", "patch", "delete"):
             # Django's CSRF check, on every unsafe request of the browser's.
             assert "403" in responses, where
             headers = {

@@ -23,7 +23,11 @@ from webauthn import (
     verify_authentication_response,
     verify_registration_response,
 )
-from webauthn.helpers import options_to_json_dict
+from webauthn.helpers import (
+    decode_credential_public_key,
+    decoded_public_key_to_cryptography,
+    options_to_json_dict,
+)
 from webauthn.helpers.exceptions import WebAuthnException
 from webauthn.helpers.structs import (
     AuthenticatorSelectionCriteria,
@@ -54,8 +58,22 @@ __all__ = [
 ]
 
 CHALLENGE_BYTES = 32
-# The library raises these, beyond its own, on answers it cannot parse.
-_MALFORMED = (WebAuthnException, ValueError, TypeError, KeyError, IndexError)
+#: WebAuthn's bound on a credential id: a longer one is refused, never stored.
+MAX_CREDENTIAL_ID_BYTES = 1023
+#: Client data is a small JSON object; a longer one is refused unread.
+MAX_CLIENT_DATA_BYTES = 4096
+# The library raises these, beyond its own, on answers it cannot parse; JSON
+# nested deep enough raises RecursionError.
+_MALFORMED = (
+    WebAuthnException,
+    ValueError,
+    TypeError,
+    KeyError,
+    IndexError,
+    AttributeError,
+    RecursionError,
+    OverflowError,
+)
 _TRANSPORTS = {transport.value for transport in AuthenticatorTransport}
 
 
@@ -105,18 +123,22 @@ def challenge_of(credential: Any) -> bytes | None:
     """The challenge the browser signed into ``credential``'s client data; None
     if there is no readable one."""
     try:
-        client_data = json.loads(_unb64(credential["response"]["clientDataJSON"]))
-        return _unb64(client_data["challenge"])
+        raw = _unb64(credential["response"]["clientDataJSON"])
+        if len(raw) > MAX_CLIENT_DATA_BYTES:
+            return None
+        return _unb64(json.loads(raw)["challenge"])
     except (*_MALFORMED, binascii.Error):
         return None
 
 
 def credential_id_of(credential: Any) -> bytes | None:
-    """The credential id an answer names (its ``rawId``); None if unreadable."""
+    """The credential id an answer names (its ``rawId``); None if unreadable or
+    longer than WebAuthn allows."""
     try:
-        return _unb64(credential["rawId"])
+        found = _unb64(credential["rawId"])
     except (*_MALFORMED, binascii.Error):
         return None
+    return found if len(found) <= MAX_CREDENTIAL_ID_BYTES else None
 
 
 def credential_ids(user_pk: Any) -> list[bytes]:
@@ -202,16 +224,24 @@ def verify_creation(credential: Any, challenge: bytes) -> NewCredential:
             expected_rp_id=relying_party.rp_id(),
             expected_origin=relying_party.origins(),
         )
+        if len(verified.credential_id) > MAX_CREDENTIAL_ID_BYTES:
+            raise Refused("credential_id")
+        # A key that cannot verify anything would be a dead second factor.
+        decoded_public_key_to_cryptography(
+            decode_credential_public_key(verified.credential_public_key)
+        )
     except _MALFORMED as exc:
         raise Refused(f"registration: {type(exc).__name__}") from None
-    transports = credential.get("response", {}).get("transports") or []
+    transports = credential["response"].get("transports")
     return NewCredential(
         credential_id=verified.credential_id,
         public_key=verified.credential_public_key,
         sign_count=verified.sign_count,
         aaguid=str(verified.aaguid),
         backed_up=bool(verified.credential_backed_up),
-        transports=[t for t in transports if t in _TRANSPORTS][:8]
+        transports=[t for t in transports if isinstance(t, str) and t in _TRANSPORTS][
+            :8
+        ]
         if isinstance(transports, list)
         else [],
     )
