@@ -448,11 +448,11 @@ def test_sign_in_with_a_second_factor(
     """login/ with a factor: identity, the factor, the identity locked (one live
     token per account), earlier challenges retired, the challenge, the audit
     row, the recovery codes left. mfa/authenticate/: the token's owner (the
-    per-account limit, then again for the locks), the user and identity locked,
+    per-account limit, kept for the locks), the user and identity locked,
     the challenge locked (with its user), the authenticator locked, its step
     saved, the challenge used, then a session as login/ opens one (outstanding
-    token, session row, audit row, last_login). A wrong code: the owner twice,
-    the user, identity and challenge locked, the authenticator, the attempt and
+    token, session row, audit row, last_login). A wrong code: the owner, the
+    user, identity and challenge locked, the authenticator, the attempt and
     the day's failure counted, the audit row (and the recovery code tried, when
     it could be one)."""
     import pyotp
@@ -474,10 +474,10 @@ def test_sign_in_with_a_second_factor(
     with assert_queries(7):
         token = api.post("/api/v1/auth/login/", body, format="json").json()["mfa_token"]
     url = "/api/v1/auth/mfa/authenticate/"
-    with assert_queries(9):
+    with assert_queries(8):
         api.post(url, {"mfa_token": token, "code": "abc"}, format="json")
     code = totp.code_at(secret, pyotp.TOTP(secret).timecode(timezone.now()))
-    with assert_queries(12):
+    with assert_queries(11):
         response = api.post(url, {"mfa_token": token, "code": code}, format="json")
     assert response.status_code == 200
 
@@ -533,10 +533,10 @@ def test_passkey_second_step_step_up_and_management(
 ) -> None:
     """Second-step options: the token's owner (the per-account limit), the
     challenge (with its user), the passkeys allowed, earlier ceremonies of this
-    sign-in retired, the new one. The second step: the owner twice (the limit,
-    then the locks, as at mfa/authenticate/), the user, identity and challenge
-    locked, the ceremony locked and spent, the passkey locked and counted, the
-    sign-in's challenge used, then a session as login/ opens one. Step-up
+    sign-in retired, the new one. The second step: the owner (the limit, kept
+    for the locks), the user, identity and challenge locked, the ceremony
+    locked and spent, the passkey locked and counted, the sign-in's challenge
+    used, then a session as login/ opens one. Step-up
     options: the user (JWT), the passkeys, retire, insert; the step-up: the
     user, the ceremony and the passkey (each locked and written), the session
     marked, the audit row. A rename: the user, the passkey, the recent
@@ -575,7 +575,7 @@ def test_passkey_second_step_step_up_and_management(
             {"mfa_token": first["mfa_token"]},
             format="json",
         ).json()["options"]
-    with assert_queries(14):
+    with assert_queries(13):
         response = second.post(
             "/api/v1/auth/mfa/authenticate/passkey/",
             {"mfa_token": first["mfa_token"], "credential": device.get(options)},

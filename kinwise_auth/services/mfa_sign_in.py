@@ -106,7 +106,9 @@ def challenge_owner(mfa_token: str) -> Any:
 
 
 @sensitive_variables()
-def complete(*, mfa_token: str, code: str, meta: RequestMeta) -> SignIn:
+def complete(
+    *, mfa_token: str, code: str, meta: RequestMeta, owner: Any = None
+) -> SignIn:
     """Finish a sign-in with a TOTP code (of a step not used before) or a
     recovery code; open its session.
 
@@ -115,13 +117,14 @@ def complete(*, mfa_token: str, code: str, meta: RequestMeta) -> SignIn:
     :class:`InvalidCode` for any wrong code, which counts towards the token's
     attempts and the account's day of failed code checks
     (``LOGIN_CODE_DAILY_FAILURES``, shared with emailed codes: past it every code
-    is refused that day) and "someone is trying to sign in" notice.
+    is refused that day) and "someone is trying to sign in" notice. ``owner``
+    is :func:`challenge_owner`'s answer when the caller has it already.
     """
 
     def check(user: AbstractBaseUser, challenge: MfaChallenge, now: Any) -> str | None:
         return _second_factor(user, code, now)
 
-    return _finish(mfa_token, check, guessable=True, meta=meta)
+    return _finish(mfa_token, check, guessable=True, meta=meta, owner=owner)
 
 
 @sensitive_variables()
@@ -151,7 +154,7 @@ def passkey_options(*, mfa_token: str) -> dict[str, Any]:
 
 @sensitive_variables()
 def complete_with_passkey(
-    *, mfa_token: str, credential: Any, meta: RequestMeta
+    *, mfa_token: str, credential: Any, meta: RequestMeta, owner: Any = None
 ) -> SignIn:
     """Finish a sign-in with one of the account's passkeys, answering the
     options :func:`passkey_options` gave for this ``mfa_token``.
@@ -180,7 +183,7 @@ def complete_with_passkey(
             return None
         return "passkey"
 
-    return _finish(mfa_token, check, guessable=False, meta=meta)
+    return _finish(mfa_token, check, guessable=False, meta=meta, owner=owner)
 
 
 def _is_live(challenge: MfaChallenge, now: Any) -> bool:
@@ -200,13 +203,15 @@ def _finish(
     *,
     guessable: bool,
     meta: RequestMeta,
+    owner: Any = None,
 ) -> SignIn:
     """Open the session of the sign-in ``mfa_token`` names if ``check`` says
     which second factor proved it. The rows are locked in the one order: user,
     identity, then the challenge. A failure is counted and committed before it
     is raised; a ``guessable`` factor's also as a failed code check."""
     now = timezone.now()
-    owner = challenge_owner(mfa_token)
+    if owner is None:
+        owner = challenge_owner(mfa_token)
     if owner is None:
         raise InvalidToken(INVALID_MFA_TOKEN)
     with transaction.atomic():

@@ -757,12 +757,17 @@ class MfaAuthenticateView(AuthAPIView):
     def account_of(self, request: Request, values: dict[str, Any]) -> Any:
         if not auth_settings.rate(self.scope, "account"):
             return None
-        return services.challenge_owner(values["mfa_token"])
+        # Kept for the service, which would otherwise read it a second time.
+        values["owner"] = services.challenge_owner(values["mfa_token"])
+        return values["owner"]
 
     @sensitive_variables()
     def perform(self, request: Request, values: dict[str, Any]) -> Response:
         result = services.complete(
-            mfa_token=values["mfa_token"], code=values["code"], meta=self.meta(request)
+            mfa_token=values["mfa_token"],
+            code=values["code"],
+            meta=self.meta(request),
+            owner=values.get("owner"),
         )
         return self.signed_in(request, result)
 

@@ -164,7 +164,8 @@ class MfaPasskeyOptionsView(AuthAPIView):
     def account_of(self, request: Request, values: dict[str, Any]) -> Any:
         if not auth_settings.rate(self.scope, "account"):
             return None
-        return services.challenge_owner(values["mfa_token"])
+        values["owner"] = services.challenge_owner(values["mfa_token"])
+        return values["owner"]
 
     @sensitive_variables()
     def perform(self, request: Request, values: dict[str, Any]) -> Response:
@@ -183,6 +184,7 @@ class MfaPasskeyAuthenticateView(MfaPasskeyOptionsView):
             mfa_token=values["mfa_token"],
             credential=values["credential"],
             meta=self.meta(request),
+            owner=values.get("owner"),
         )
         return self.signed_in(request, result)
 
