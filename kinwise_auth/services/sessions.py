@@ -396,14 +396,18 @@ def _record_revoked(
 
 
 @sensitive_variables()
-def logout(*, refresh: str, meta: RequestMeta) -> None:
+def logout(
+    *, refresh: str, meta: RequestMeta, claims: dict[str, Any] | None = None
+) -> None:
     """Revoke the session of ``refresh`` and blacklist the token. A token already
-    revoked is accepted again.
+    revoked is accepted again. ``claims`` are :func:`refresh_claims`' answer
+    when the caller has it already.
 
     Raises :class:`InvalidToken` for anything that is not a live or revoked
     refresh token of this site.
     """
-    claims = refresh_claims(refresh)
+    if claims is None:
+        claims = refresh_claims(refresh)
     if claims is None:
         raise InvalidToken(INVALID_REFRESH)
     try:

@@ -450,7 +450,8 @@ class LogoutView(AuthAPIView):
 
     @sensitive_variables()
     def account_of(self, request: Request, values: dict[str, Any]) -> Any:
-        claims = services.refresh_claims(values["refresh"])
+        # Verified once: the claims are kept for the service.
+        claims = values["claims"] = services.refresh_claims(values["refresh"])
         if claims is None:
             return None
         return claims.get(jwt_settings.api_settings.USER_ID_CLAIM)
@@ -458,7 +459,11 @@ class LogoutView(AuthAPIView):
     @sensitive_variables()
     def perform(self, request: Request, values: dict[str, Any]) -> Response:
         self.signed_out = True
-        services.logout(refresh=values["refresh"], meta=self.meta(request))
+        services.logout(
+            refresh=values["refresh"],
+            meta=self.meta(request),
+            claims=values.get("claims"),
+        )
         return Response(status=status.HTTP_205_RESET_CONTENT)
 
 
