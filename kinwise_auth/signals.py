@@ -123,7 +123,7 @@ session_reused = Signal()
 # Sessions were revoked, by one action. Arguments: user, ip, user_agent, extra:
 # {"sessions": [public ids], "reason": "logout" | "user" | "reuse" |
 # "password_changed" | "password_reset" | "account_deleted" | "deactivated" |
-# "admin" | "notice_link"}.
+# "admin" | "notice_link" | "factors_reset" | "passkey_removed"}.
 session_revoked = Signal()
 
 # A second factor was enabled, removed or renewed, or an operator reset them.

@@ -953,3 +953,87 @@ def test_removing_the_last_two_factors_at_once_retires_the_codes(
     assert [a.status_code for a in answers] == [204, 204]
     live = RecoveryCode.objects.filter(user=alice, used_at=None, superseded_at=None)
     assert not live.exists()
+
+
+# --- a lost device (found by an attack on the running demo; tests written first) ----
+
+
+def test_an_operators_reset_signs_the_lost_device_out_and_voids_its_ceremonies(
+    alice: Any, device: SoftwareAuthenticator, enrolled: dict[str, Any], broker: Any
+) -> None:
+    from kinwise_auth.services.mfa_enrolment import reset_factors
+
+    # Whoever holds the lost phone signs in with its passkey, steps up, and
+    # keeps creation options for a passkey of their own.
+    thief = passkey_login(device).json()
+    api = APIClient()
+    api.default_format = "json"
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {thief['access']}")
+    step_up = api.post(AUTH + "reauthenticate/passkey/options/").json()["options"]
+    assert (
+        api.post(AUTH + "reauthenticate/", {"passkey": device.get(step_up)}).status_code
+        == 200
+    )
+    kept = creation_options(api)
+
+    assert reset_factors(alice)
+
+    assert api.get(AUTH + "me/").status_code == 401
+    refreshed = APIClient().post(
+        AUTH + "token/refresh/", {"refresh": thief["refresh"]}, format="json"
+    )
+    assert refreshed.status_code == 401
+    theirs = SoftwareAuthenticator(origin=ORIGIN)
+    registered = signed_in(alice).post(
+        AUTH + "passkeys/register/", {"credential": theirs.create(kept)}
+    )
+    refused(registered)
+    assert not Passkey.objects.exists()
+
+
+def test_removing_a_passkey_signs_out_the_sessions_opened_with_one(
+    alice: Any,
+    client: APIClient,
+    device: SoftwareAuthenticator,
+    enrolled: dict[str, Any],
+) -> None:
+    thief = passkey_login(device).json()
+
+    removed = client.delete(
+        AUTH + f"passkeys/{enrolled['id']}/", {"password": PASSWORD}
+    )
+
+    assert removed.status_code == 204
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {thief['access']}")
+    assert api.get(AUTH + "me/").status_code == 401
+    # The caller's own session, which proved itself, stays.
+    assert client.get(AUTH + "me/").status_code == 200
+
+
+@pytest.mark.parametrize("ceremony", ["register", "sign_in"])
+def test_an_answer_made_in_a_cross_origin_frame_is_refused(
+    client: APIClient, device: SoftwareAuthenticator, ceremony: str
+) -> None:
+    import json
+
+    def framed(answer: dict[str, Any]) -> dict[str, Any]:
+        data = json.loads(unb64(answer["response"]["clientDataJSON"]))
+        data.update(crossOrigin=True, topOrigin="https://evil.example")
+        answer["response"]["clientDataJSON"] = b64(json.dumps(data).encode())
+        return answer
+
+    if ceremony == "register":
+        answer = framed(device.create(creation_options(client)))
+        refused(client.post(AUTH + "passkeys/register/", {"credential": answer}))
+        return
+    assert register(client, device).status_code == 201
+    options = login_options()
+    answer = framed(device.get(options["options"]))
+    refused(
+        APIClient().post(
+            AUTH + "passkeys/login/",
+            {"challenge_id": options["challenge_id"], "credential": answer},
+            format="json",
+        )
+    )

@@ -20,12 +20,20 @@ from django.views.decorators.debug import sensitive_variables
 
 from .. import audit, outbox
 from ..errors import FactorNotFound, InvalidCode, MfaRequiredFirst, MfaSetupRequired
-from ..models import Authenticator, EmailIdentity, MfaChallenge, OutboxEmail, Passkey
+from ..models import (
+    Authenticator,
+    EmailIdentity,
+    MfaChallenge,
+    OutboxEmail,
+    Passkey,
+    PasskeyChallenge,
+)
 from ..site import site_name
 from .factors import recovery_codes, second_factors, totp
 from .identities import lock_user
 from .meta import RequestMeta
 from .reauthentication import require_proof
+from .sessions import revoke_refresh_tokens
 
 __all__ = [
     "SETUP_LIFETIME",
@@ -237,16 +245,22 @@ def changed(user: AbstractBaseUser, change: str, meta: RequestMeta | None) -> No
 
 def reset_factors(user: AbstractBaseUser, *, meta: RequestMeta | None = None) -> bool:
     """An operator's reset of ``user``'s second factors (a lost phone and no
-    recovery code left): the app, the passkeys, the recovery codes and any
-    sign-in waiting for its second step go; the owner is told and it is
-    audited. Whether there was anything to reset."""
+    recovery code left): the app, the passkeys, the recovery codes, any sign-in
+    waiting for its second step, any passkey ceremony and every session go;
+    the owner is told and it is audited. Whether there was anything to
+    reset."""
     with transaction.atomic():
         lock_user(user.pk)
         removed, _ = Authenticator.objects.filter(user_id=user.pk).delete()
         removed += Passkey.objects.filter(user_id=user.pk).delete()[0]
         retired = recovery_codes.retire(user)
         MfaChallenge.objects.filter(user_id=user.pk).supersede()
+        PasskeyChallenge.objects.filter(user_id=user.pk).delete()
         if not removed and not retired:
             return False
+        # The lost device may hold a session (one a passkey on it opened, or
+        # one it stepped up): it ends, with every other, before it can enrol
+        # a factor of its own. The owner signs in again with the password.
+        revoke_refresh_tokens(user, reason="factors_reset")
         changed(user, "factors_reset", meta)
     return True

@@ -18,13 +18,14 @@ from django.views.decorators.debug import sensitive_variables
 
 from .. import audit
 from ..errors import FactorNotFound, InvalidCredentials
-from ..models import EmailIdentity, Passkey, PasskeyChallenge
+from ..models import EmailIdentity, Passkey, PasskeyChallenge, Session
 from .factors import passkeys, recovery_codes, second_factors
 from .identities import lock_user
 from .meta import RequestMeta
 from .mfa_enrolment import WRONG_PASSWORD, changed
 from .passkey_ceremonies import Refused, open_ceremony, spend_challenge
 from .reauthentication import require_proof
+from .sessions import revoke_sessions
 
 __all__ = [
     "NewPasskey",
@@ -161,7 +162,10 @@ def remove_passkey(
     meta: RequestMeta,
 ) -> None:
     """Remove ``user``'s passkey ``passkey_id`` (needs a proof); with the
-    account's last second factor go its recovery codes."""
+    account's last second factor go its recovery codes. Every other session
+    that signed in with a passkey ends (the removed one may be in a thief's
+    hand; which passkey opened a session is not kept): the caller's, which
+    just proved itself, stays."""
     passkey = _own(user, passkey_id)
     require_proof(
         user,
@@ -177,6 +181,12 @@ def remove_passkey(
             raise FactorNotFound(NO_SUCH_PASSKEY)
         if not second_factors(user):
             recovery_codes.retire(user)
+        opened_by_passkey = Session.objects.filter(
+            user_id=user.pk, method__contains="passkey"
+        ).exclude(public_id=session_id)
+        revoke_sessions(
+            opened_by_passkey, reason="passkey_removed", user=user, meta=meta
+        )
         changed(user, "passkey_removed", meta)
 
 

@@ -123,12 +123,31 @@ def challenge_of(credential: Any) -> bytes | None:
     """The challenge the browser signed into ``credential``'s client data; None
     if there is no readable one."""
     try:
-        raw = _unb64(credential["response"]["clientDataJSON"])
-        if len(raw) > MAX_CLIENT_DATA_BYTES:
-            return None
-        return _unb64(json.loads(raw)["challenge"])
+        return _unb64(_client_data(credential)["challenge"])
     except (*_MALFORMED, binascii.Error):
         return None
+
+
+def _client_data(credential: Any) -> dict[str, Any]:
+    raw = _unb64(credential["response"]["clientDataJSON"])
+    if len(raw) > MAX_CLIENT_DATA_BYTES:
+        raise ValueError("client data too long")
+    data = json.loads(raw)
+    if not isinstance(data, dict):
+        raise TypeError("client data is not an object")
+    return data
+
+
+def _refuse_framed(credential: Any) -> None:
+    """An answer made in a frame of another origin (``crossOrigin``) is refused:
+    py_webauthn does not look, and a page of an allowed origin framed by
+    another site must not run a ceremony for it."""
+    try:
+        framed = _client_data(credential).get("crossOrigin") is True
+    except (*_MALFORMED, binascii.Error):
+        return  # unreadable: the library refuses it
+    if framed:
+        raise Refused("cross_origin")
 
 
 def credential_id_of(credential: Any) -> bytes | None:
@@ -217,6 +236,7 @@ def request_options(
 def verify_creation(credential: Any, challenge: bytes) -> NewCredential:
     """Check a registration answer against ``challenge``, the RP id and the
     origins (py_webauthn does the checking). Raises :class:`Refused`."""
+    _refuse_framed(credential)
     try:
         verified = verify_registration_response(
             credential=credential,
@@ -261,6 +281,7 @@ def verify_assertion(
     judges it first): only a genuine answer whose count went back is a sign of
     a cloned authenticator (reason ``sign_count``). Raises :class:`Refused`.
     """
+    _refuse_framed(credential)
     try:
         verified = verify_authentication_response(
             credential=credential,
