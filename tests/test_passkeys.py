@@ -644,6 +644,12 @@ def test_list_rename_and_delete(
     assert client.patch(url, {"name": "x\ny", "password": PASSWORD}).status_code == 400
 
     bob = signed_in(make_user("bob@example.com"))
+    # Her own id, spelled otherwise, names nothing.
+    own = str(enrolled["id"])
+    fullwidth = own.translate(str.maketrans("0123456789", "０１２３４５６７８９"))
+    for key in ("-1", "0", f"+{own}", f"%20{own}", f"{own}.0", fullwidth):
+        path = AUTH + f"passkeys/{key}/"
+        assert client.delete(path, {"password": PASSWORD}).status_code == 404, key
     for path in (url, AUTH + "passkeys/99999999999999999999999/", AUTH + "passkeys/x/"):
         assert bob.delete(path, {"password": PASSWORD}).status_code == 404
     assert Passkey.objects.count() == 1

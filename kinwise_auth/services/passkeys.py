@@ -191,12 +191,12 @@ def remove_passkey(
 
 
 def _own(user: AbstractBaseUser, passkey_id: Any) -> Passkey:
-    try:
-        key = int(passkey_id)
-    except (TypeError, ValueError):
-        raise FactorNotFound(NO_SUCH_PASSKEY) from None
-    if not 0 < key < 2**63:  # beyond a bigint: no row, and no database error
+    text = str(passkey_id)
+    # An id as GET passkeys/ shows it: ASCII digits only ("+1", " 1" or
+    # full-width digits name nothing), and within a bigint (no database error).
+    if not (text.isascii() and text.isdigit()) or not 0 < int(text) < 2**63:
         raise FactorNotFound(NO_SUCH_PASSKEY)
+    key = int(text)
     passkey = Passkey.objects.filter(pk=key, user_id=user.pk).first()
     if passkey is None:
         raise FactorNotFound(NO_SUCH_PASSKEY)
