@@ -109,7 +109,11 @@ def prove(
         raise Refused("no_credential_id")
     regressed = None
     with transaction.atomic():
-        found = Passkey.objects.select_for_update().filter(credential_id=credential_id)
+        # The passkey's row only (``of``): the user is locked, where it is,
+        # before it, as every flow locks them; a join's lock would take both.
+        found = Passkey.objects.select_for_update(of=("self",)).filter(
+            credential_id=credential_id
+        )
         if user is not None:
             found = found.filter(user_id=user.pk)
         passkey = found.select_related("user").first()

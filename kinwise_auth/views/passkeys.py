@@ -80,6 +80,7 @@ class PasskeyRegisterView(SignedInAPIView):
     scope = "passkeys"
     serializer_class = PasskeyRegisterSerializer
 
+    @sensitive_variables()  # the first passkey's answer holds recovery codes
     def perform(self, request: Request, values: dict[str, Any]) -> Response:
         added = services.register_passkey(
             user=self.account(request),
