@@ -170,6 +170,11 @@ def test_a_passkey_is_registered_with_recovery_codes_the_first_time(
     assert options["authenticatorSelection"]["residentKey"] == "required"
     assert options["authenticatorSelection"]["userVerification"] == "preferred"
     assert options["excludeCredentials"] == []
+    assert options["timeout"] == 300_000  # five minutes, as the challenge lives
+    row = PasskeyChallenge.objects.get()
+    assert (
+        timedelta(minutes=4) < row.expires_at - timezone.now() <= timedelta(minutes=5)
+    )
     handle = unb64(options["user"]["id"])
     assert str(alice.pk).encode() not in handle and b"alice" not in handle
 
